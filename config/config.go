@@ -1,0 +1,118 @@
+// Package config reads flowhound's configuration file: one YAML document that composes
+// each component's own configuration, strictly (unknown fields are errors with line:column).
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+
+	"github.com/goccy/go-yaml"
+
+	"github.com/flowhound/flowhound/detector"
+)
+
+// Config is the whole configuration file (DESIGN.md "Config").
+type Config struct {
+	Listen      Listen              `yaml:"listen"`
+	API         string              `yaml:"api"`
+	APITokenEnv string              `yaml:"api_token_env"`
+	Store       string              `yaml:"store"`
+	Networks    []detector.Network  `yaml:"networks"`
+	Exporters   []detector.Exporter `yaml:"exporters"`
+	Rules       []string            `yaml:"rules"`
+	Detection   Detection           `yaml:"detection"`
+}
+
+// Listen holds the UDP listeners' addresses; an empty string disables one.
+type Listen struct {
+	NetFlow string `yaml:"netflow"`
+	IPFIX   string `yaml:"ipfix"`
+	SFlow   string `yaml:"sflow"`
+}
+
+// Detection tunes the detector beyond what rules say.
+type Detection struct {
+	Evaluate   Duration `yaml:"evaluate"`
+	Hold       Duration `yaml:"hold"`
+	MaxWindows int          `yaml:"max_windows"`
+}
+
+// Default returns the configuration `flowhound serve` runs with when given no file.
+func Default() Config {
+	d := detector.DefaultConfig()
+	return Config{
+		Listen:      Listen{NetFlow: ":2055", IPFIX: ":4739", SFlow: ":6343"},
+		API:         "127.0.0.1:8080",
+		APITokenEnv: "FLOWHOUND_TOKEN",
+		Store:       "./flowhound-data",
+		Detection:   Detection{Evaluate: Duration(d.Evaluate), MaxWindows: d.MaxWindows},
+	}
+}
+
+// Load reads a configuration file over the defaults.
+func Load(path string) (Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return Config{}, fmt.Errorf("config: %w", err)
+	}
+	return Parse(path, data)
+}
+
+// Parse reads configuration text over the defaults; errors name path:line:column.
+func Parse(path string, data []byte) (Config, error) {
+	c := Default()
+	dec := yaml.NewDecoder(bytes.NewReader(data), yaml.DisallowUnknownField())
+	if err := dec.Decode(&c); err != nil && !errors.Is(err, errEOF(err)) {
+		return Config{}, fmt.Errorf("%s:%s", path, positioned(err))
+	}
+	if err := c.Validate(); err != nil {
+		return Config{}, fmt.Errorf("%s: %w", path, err)
+	}
+	return c, nil
+}
+
+// Detector returns the detector's part of the configuration.
+func (c *Config) Detector() detector.Config {
+	d := detector.DefaultConfig()
+	d.Networks = c.Networks
+	d.Exporters = c.Exporters
+	if c.Detection.Evaluate > 0 {
+		d.Evaluate = c.Detection.Evaluate.D()
+	}
+	d.Hold = c.Detection.Hold.D()
+	if c.Detection.MaxWindows > 0 {
+		d.MaxWindows = c.Detection.MaxWindows
+	}
+	return d
+}
+
+// Validate checks the configuration as a whole.
+func (c *Config) Validate() error {
+	var errs []error
+	for name, a := range map[string]string{"listen.netflow": c.Listen.NetFlow, "listen.ipfix": c.Listen.IPFIX, "listen.sflow": c.Listen.SFlow} {
+		if a == "" {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %q: %v", name, a, err))
+		}
+	}
+	if c.API != "" {
+		host, _, err := net.SplitHostPort(c.API)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("api: %q: %v", c.API, err))
+		} else if ip := net.ParseIP(host); (ip == nil || !ip.IsLoopback()) && host != "localhost" {
+			if c.APITokenEnv == "" || os.Getenv(c.APITokenEnv) == "" {
+				errs = append(errs, fmt.Errorf("api: %q is not loopback: set a token in $%s", c.API, c.APITokenEnv))
+			}
+		}
+	}
+	d := c.Detector()
+	if err := d.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}

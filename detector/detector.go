@@ -1,0 +1,378 @@
+// Package detector keys flows into resources, scores their windows against the rules and
+// runs each anomaly's life from raise to end, with traceback, characterization and filters.
+package detector
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/flowhound/flowhound/flow"
+	"github.com/flowhound/flowhound/rules"
+	"github.com/flowhound/flowhound/signatures"
+)
+
+// Deps are what the detector needs from the rest of the engine.
+type Deps struct {
+	Rules *signatures.Set
+	// Input carries batches from ingest; Run releases each batch after processing it.
+	Input <-chan *flow.Batch
+	// OnEvent is called for every raise, update and end, from the detector's goroutine.
+	OnEvent func(Event)
+	// Now is the clock for Run's evaluations; nil means time.Now.
+	Now func() time.Time
+}
+
+// ruleInfo is what the detector derives once per rule.
+type ruleInfo struct {
+	rule      *rules.Rule
+	threshold *signatures.Threshold
+	by        groupBy
+	direction string
+	windowSec int
+	hold      int64 // ns
+	forDur    int64 // ns
+	after     int   // compound: index of the rule that must have fired first, or -1
+	within    int64 // ns
+	minSample float64
+	// limits per monitored network (index+1; 0 = no network): the config's thresholds over
+	// the rule's own defaults.
+	limits                                []signatures.Limits
+	distinctSrc, distinctDst, distinctPrt bool
+}
+
+type windowKey struct {
+	res  resource
+	rule int
+}
+
+// Detector is the detection engine. Process and Evaluate are safe to call from different
+// goroutines; Run does both from one.
+type Detector struct {
+	cfg      Config
+	deps     Deps
+	rules    []ruleInfo
+	nets     networks
+	names    map[netip.Addr]*Exporter
+	mu       sync.Mutex
+	windows  map[windowKey]*window
+	actives  map[*window]*active
+	recent   map[windowKey]int64 // last raise per rule and resource, for compound rules
+	matched  []uint16
+	ring     evidenceRing
+	lastEval int64
+
+	processed *metrics.Counter
+	delay     *metrics.Histogram
+}
+
+// New builds a detector from the configuration and compiled rules.
+func New(cfg Config, deps Deps) (*Detector, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if deps.Rules == nil {
+		return nil, errors.New("detector: no rules")
+	}
+	if deps.OnEvent == nil {
+		deps.OnEvent = func(Event) {}
+	}
+	if deps.Now == nil {
+		deps.Now = time.Now
+	}
+	d := &Detector{
+		cfg:       cfg,
+		deps:      deps,
+		nets:      newNetworks(cfg.Networks),
+		names:     map[netip.Addr]*Exporter{},
+		windows:   map[windowKey]*window{},
+		actives:   map[*window]*active{},
+		recent:    map[windowKey]int64{},
+		ring:      newEvidenceRing(1 << 15),
+		processed: metrics.GetOrCreateCounter("flowhound_flows_processed_total"),
+		delay:     metrics.GetOrCreateHistogram("flowhound_detection_delay_seconds"),
+	}
+	for i := range cfg.Exporters {
+		d.names[cfg.Exporters[i].Address] = &cfg.Exporters[i]
+	}
+	byName := map[string]int{}
+	for i := 0; i < deps.Rules.Len(); i++ {
+		byName[deps.Rules.Rule(i).Name] = i
+	}
+	for i := 0; i < deps.Rules.Len(); i++ {
+		r := deps.Rules.Rule(i)
+		by, err := parseGroupBy(r.GroupBy)
+		if err != nil {
+			return nil, fmt.Errorf("rule %s: %w", r.Name, err)
+		}
+		ri := ruleInfo{
+			rule:      r,
+			threshold: deps.Rules.Threshold(i),
+			by:        by,
+			direction: r.Direction,
+			windowSec: max(int(time.Duration(r.Window)/time.Second), 1),
+			hold:      int64(time.Duration(r.Hold)),
+			forDur:    int64(time.Duration(r.For)),
+			after:     -1,
+			within:    int64(time.Duration(r.Within)),
+			minSample: float64(r.MinSamples),
+		}
+		if cfg.Hold > 0 {
+			ri.hold = int64(cfg.Hold)
+		}
+		if r.After != "" {
+			a, ok := byName[r.After]
+			if !ok {
+				return nil, fmt.Errorf("rule %s: after: no rule named %q", r.Name, r.After)
+			}
+			ri.after = a
+		}
+		needs := ri.threshold.Needs()
+		ri.distinctSrc, ri.distinctDst, ri.distinctPrt = needs.DistinctSrc, needs.DistinctDst, needs.DistinctDstPort
+		ri.limits = make([]signatures.Limits, len(cfg.Networks)+1)
+		for g := range ri.limits {
+			l := ri.threshold.Defaults()
+			if g > 0 {
+				over, _ := signatures.LimitsOf(cfg.Networks[g-1].Thresholds) // checked by Validate
+				l = l.Overlay(over)
+			}
+			ri.limits[g] = l
+		}
+		d.rules = append(d.rules, ri)
+	}
+	return d, nil
+}
+
+// Run processes batches from deps.Input and evaluates on a ticker until ctx ends; the
+// remaining ongoing anomalies stay ongoing (a restart picks them up from the store).
+func (d *Detector) Run(ctx context.Context) error {
+	t := time.NewTicker(d.cfg.Evaluate)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case b, ok := <-d.deps.Input:
+			if !ok {
+				return nil
+			}
+			d.Process(b.Records)
+			b.Release()
+		case <-t.C:
+			d.Evaluate(d.deps.Now().UnixNano())
+		}
+	}
+}
+
+// Process runs a batch of flows through the rules and into their windows. It is the hot
+// path: no allocation once the windows exist.
+func (d *Detector) Process(recs []flow.Record) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	noNets := d.nets.empty()
+	for i := range recs {
+		r := &recs[i]
+		d.matched = d.deps.Rules.Match(r, d.matched[:0])
+		if len(d.matched) == 0 {
+			continue
+		}
+		srcNet, dstNet := -1, -1
+		if !noNets {
+			srcNet, dstNet = d.nets.lookup(r.SrcAddr), d.nets.lookup(r.DstAddr)
+		}
+		now := r.Received / 1e9
+		scale := float64(r.Scale())
+		for _, ri := range d.matched {
+			info := &d.rules[ri]
+			if !noNets && !directionOK(info.direction, srcNet, dstNet) {
+				continue
+			}
+			res, group := d.resourceOf(info.by, r, srcNet, dstNet)
+			k := windowKey{res: res, rule: int(ri)}
+			w := d.windows[k]
+			if w == nil {
+				if len(d.windows) >= d.cfg.MaxWindows {
+					windowsDropped.Inc()
+					continue
+				}
+				w = d.newWindow(k, group)
+			}
+			w.add(r, now, scale)
+			d.ring.push(w, r)
+		}
+	}
+	d.processed.Add(len(recs))
+}
+
+var windowsDropped = metrics.NewCounter(`flowhound_windows_dropped_total`)
+
+func directionOK(dir string, srcNet, dstNet int) bool {
+	switch dir {
+	case "", "incoming":
+		return dstNet >= 0
+	case "outgoing":
+		return srcNet >= 0
+	case "internal":
+		return srcNet >= 0 && dstNet >= 0
+	}
+	return true // any
+}
+
+func (d *Detector) resourceOf(by groupBy, r *flow.Record, srcNet, dstNet int) (resource, int) {
+	switch by {
+	case bySrcAddr:
+		return resource{typ: resHost, addr: r.SrcAddr}, d.groupOf(srcNet)
+	case byDstPrefix, bySrcPrefix:
+		a, n := r.DstAddr, dstNet
+		if by == bySrcPrefix {
+			a, n = r.SrcAddr, srcNet
+		}
+		if n >= 0 {
+			p := d.nets.prefixes[n]
+			return resource{typ: resPrefix, addr: p.Addr(), bits: uint8(p.Bits())}, d.groupOf(n)
+		}
+		bitsN := 24
+		if a.Is6() {
+			bitsN = 64
+		}
+		p, _ := a.Prefix(bitsN)
+		return resource{typ: resPrefix, addr: p.Addr(), bits: uint8(bitsN)}, -1
+	case byInIf:
+		return resource{typ: resInterface, addr: r.Exporter, index: r.InIf}, -1
+	case byDstPort:
+		return resource{typ: resPort, index: uint32(r.Proto)<<16 | uint32(r.DstPort)}, -1
+	case byGlobal:
+		return resource{typ: resGlobal}, -1
+	}
+	return resource{typ: resHost, addr: r.DstAddr}, d.groupOf(dstNet)
+}
+
+func (d *Detector) groupOf(prefixIndex int) int {
+	if prefixIndex < 0 {
+		return -1
+	}
+	return d.nets.group[prefixIndex]
+}
+
+func (d *Detector) newWindow(k windowKey, group int) *window {
+	info := &d.rules[k.rule]
+	w := &window{res: k.res, rule: k.rule, group: group, slots: make([]slot, info.windowSec)}
+	if info.distinctSrc {
+		w.srcs = &hll{}
+	}
+	if info.distinctDst {
+		w.dsts = &hll{}
+	}
+	if info.distinctPrt {
+		w.dports = &hll{}
+	}
+	d.windows[k] = w
+	return w
+}
+
+// Evaluate scores every window at time now (engine clock, Unix ns) and moves anomalies
+// through their lifecycle. Serve calls it every second on the wall clock; replay in flow time.
+func (d *Detector) Evaluate(now int64) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.lastEval = now
+	sec := now / 1e9
+	var agg signatures.Aggregates
+	for k, w := range d.windows {
+		info := &d.rules[w.rule]
+		if w.anomaly == nil && w.idle(sec) {
+			delete(d.windows, k)
+			continue
+		}
+		bps, pps, fps, samples := w.totals(sec)
+		agg = signatures.Aggregates{BPS: bps, PPS: pps, FPS: fps, Samples: samples,
+			Limits: info.limits[w.group+1]}
+		// Distinct sketches turn over every half window; the union of the current and the
+		// previous half covers between a half and a whole window.
+		epoch := sec / max(int64(len(w.slots))/2, 1)
+		if w.srcs != nil {
+			w.srcs.roll(epoch)
+			agg.DistinctSrc = w.srcs.estimate()
+		}
+		if w.dsts != nil {
+			w.dsts.roll(epoch)
+			agg.DistinctDst = w.dsts.estimate()
+		}
+		if w.dports != nil {
+			w.dports.roll(epoch)
+			agg.DistinctDstPort = w.dports.estimate()
+		}
+		fired, sev, metric, limit := info.threshold.Check(&agg)
+		if fired && samples < info.minSample {
+			// Too few sampled packets to trust a rate scaled up from them.
+			fired = false
+		}
+		if fired && info.after >= 0 {
+			last, ok := d.recent[windowKey{res: w.res, rule: info.after}]
+			fired = ok && now-last <= info.within
+		}
+		switch {
+		case fired && w.anomaly == nil:
+			if w.pendingSince == 0 {
+				w.pendingSince = now
+			}
+			w.lastFired = now
+			if now-w.pendingSince >= info.forDur {
+				d.raise(w, info, now, sev, metric, limit, agg)
+			}
+		case fired:
+			w.lastFired = now
+			d.update(w.anomaly, w, info, now, sev, metric, limit, agg)
+		default:
+			w.pendingSince = 0
+			if a := w.anomaly; a != nil {
+				if now-w.lastFired >= info.hold {
+					d.end(w, now)
+				} else {
+					d.update(a, w, info, now, sev, metric, limit, agg)
+				}
+			}
+			if sev < 10 {
+				w.episodeStart = 0
+			}
+		}
+		w.decay()
+	}
+}
+
+// Active returns copies of the anomalies that have not ended.
+func (d *Detector) Active() []Anomaly {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := make([]Anomaly, 0, len(d.actives))
+	for _, a := range d.actives {
+		out = append(out, a.a)
+	}
+	return out
+}
+
+// Flush reports every anomaly that has not ended with status ongoing, as replay does at
+// the end of its input.
+func (d *Detector) Flush() []Anomaly {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := make([]Anomaly, 0, len(d.actives))
+	for w, a := range d.actives {
+		d.finish(a, w)
+		out = append(out, a.a)
+	}
+	return out
+}
+
+func anomalyID(rule, key string, start int64) string {
+	h := fnv.New64a()
+	fmt.Fprintf(h, "%s|%s|%d", rule, key, start)
+	return fmt.Sprintf("%x-%016x", start/1e6, h.Sum64())
+}
+

@@ -1,0 +1,243 @@
+package detector
+
+import (
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/flowhound/flowhound/flow"
+	"github.com/flowhound/flowhound/rules"
+	"github.com/flowhound/flowhound/signatures"
+)
+
+var (
+	edge1    = netip.MustParseAddr("127.0.0.11")
+	edge2    = netip.MustParseAddr("127.0.0.12")
+	victim   = netip.MustParseAddr("192.0.2.10")
+	infected = netip.MustParseAddr("198.51.100.77")
+	t0       = time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC).UnixNano()
+)
+
+func testConfig() Config {
+	c := DefaultConfig()
+	c.Networks = []Network{{Name: "customers", Prefixes: []netip.Prefix{
+		netip.MustParsePrefix("192.0.2.0/24"), netip.MustParsePrefix("198.51.100.0/24")}}}
+	c.Exporters = []Exporter{{Address: edge1, Name: "edge1", Interfaces: map[uint32]Interface{3: {Name: "Gi0/0/3", Role: "external"}}}}
+	c.Hold = 5 * time.Second
+	return c
+}
+
+func newTestDetector(t *testing.T, cfg Config) (*Detector, *[]Event) {
+	t.Helper()
+	set, err := signatures.Compile(rules.Default())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var events []Event
+	d, err := New(cfg, Deps{Rules: set, OnEvent: func(ev Event) { events = append(events, ev) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d, &events
+}
+
+// traffic makes one second's records of a stream: n flows of pk packets of size bytes each.
+type stream struct {
+	src, dst         netip.Addr
+	exporter         netip.Addr
+	inIf             uint32
+	proto, flags     uint8
+	sport, dport     uint16
+	flowsPerSec      int
+	pkts, bytesPerPk uint64
+	sampling         uint32
+	randomSrc        bool
+}
+
+func (s stream) second(now int64, seq *uint32) []flow.Record {
+	out := make([]flow.Record, 0, s.flowsPerSec)
+	for i := 0; i < s.flowsPerSec; i++ {
+		*seq++
+		src := s.src
+		if s.randomSrc {
+			src = netip.AddrFrom4([4]byte{203, byte(*seq >> 16), byte(*seq >> 8), byte(*seq)})
+		}
+		out = append(out, flow.Record{
+			Received: now + int64(i)*int64(time.Second)/int64(s.flowsPerSec),
+			Start:    now - int64(time.Millisecond), End: now,
+			Exporter: s.exporter, SrcAddr: src, DstAddr: s.dst, InIf: s.inIf,
+			Proto: s.proto, TCPFlags: s.flags, SrcPort: s.sport, DstPort: s.dport,
+			Packets: s.pkts, Bytes: s.pkts * s.bytesPerPk, SamplingRate: s.sampling,
+			Version: flow.VersionNetFlow5,
+			Has:     flow.HasSrcAddr | flow.HasDstAddr | flow.HasProto | flow.HasTCPFlags | flow.HasSrcPort | flow.HasDstPort | flow.HasPackets | flow.HasBytes | flow.HasInIf,
+		})
+	}
+	return out
+}
+
+// run feeds the streams that are on during [from, to) seconds, evaluating every second.
+func run(d *Detector, seconds int, on func(sec int) []stream) {
+	var seq uint32
+	for sec := 0; sec < seconds; sec++ {
+		now := t0 + int64(sec)*int64(time.Second)
+		d.Evaluate(now)
+		for _, s := range on(sec) {
+			d.Process(s.second(now, &seq))
+		}
+	}
+}
+
+func TestDetectorLifecycle(t *testing.T) {
+	synFlood := func(iface uint32, exp netip.Addr, fps int) stream {
+		return stream{dst: victim, exporter: exp, inIf: iface, proto: flow.ProtoTCP, flags: flow.FlagSYN,
+			sport: 40000, dport: 80, flowsPerSec: fps, pkts: 1, bytesPerPk: 40, randomSrc: true}
+	}
+	web := stream{src: netip.MustParseAddr("203.0.113.5"), dst: victim, exporter: edge1, inIf: 3, proto: flow.ProtoTCP,
+		flags: flow.FlagSYN | flow.FlagACK | flow.FlagPSH | flow.FlagFIN, sport: 443, dport: 50000, flowsPerSec: 20, pkts: 50, bytesPerPk: 1200}
+	slammer := stream{src: infected, exporter: edge2, inIf: 12, proto: flow.ProtoUDP, sport: 3000, dport: 1434,
+		flowsPerSec: 500, pkts: 2, bytesPerPk: 404}
+
+	tests := []struct {
+		name       string
+		seconds    int
+		on         func(sec int) []stream
+		wantRule   string // "" = no anomaly
+		wantKey    string
+		wantIf     uint32
+		wantShare  float64 // minimum share of the first traceback row
+		maxDelay   float64 // seconds
+		wantEnded  bool
+		wantRaised int
+	}{
+		{
+			name: "normal web traffic raises nothing", seconds: 30,
+			on: func(int) []stream { return []stream{web} },
+		},
+		{
+			name: "syn flood from two ingress interfaces", seconds: 30,
+			on: func(sec int) []stream {
+				if sec >= 5 && sec < 15 {
+					return []stream{web, synFlood(3, edge1, 8000), synFlood(7, edge2, 2000)}
+				}
+				return []stream{web}
+			},
+			wantRule: "tcp-syn-flood", wantKey: "192.0.2.10", wantIf: 3, wantShare: 0.7, maxDelay: 1,
+			wantEnded: true, wantRaised: 1,
+		},
+		{
+			name: "a flood that pauses inside the hold is one anomaly", seconds: 40,
+			on: func(sec int) []stream {
+				if sec >= 5 && sec < 10 || sec >= 12 && sec < 18 {
+					return []stream{synFlood(3, edge1, 10000)}
+				}
+				return nil
+			},
+			wantRule: "tcp-syn-flood", wantKey: "192.0.2.10", wantIf: 3, wantShare: 0.99, maxDelay: 1,
+			wantEnded: true, wantRaised: 1,
+		},
+		{
+			name: "outbound slammer", seconds: 40,
+			on: func(sec int) []stream {
+				if sec >= 3 && sec < 10 {
+					return []stream{slammer}
+				}
+				return nil
+			},
+			wantRule: "sql-slammer", wantKey: "198.51.100.77", wantIf: 12, wantShare: 0.99, maxDelay: 1,
+			wantEnded: true, wantRaised: 1,
+		},
+		{
+			name: "a sampled flood with too few samples to trust stays quiet", seconds: 20,
+			on: func(sec int) []stream {
+				s := synFlood(3, edge1, 1)
+				s.sampling = 100000 // one sampled packet a second stands for 100 kpps
+				return []stream{s}
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d, events := newTestDetector(t, testConfig())
+			run(d, tt.seconds, tt.on)
+			var raised, ended []Anomaly
+			for _, ev := range *events {
+				switch ev.Type {
+				case "raised":
+					raised = append(raised, ev.Anomaly)
+				case "ended":
+					ended = append(ended, ev.Anomaly)
+				}
+			}
+			if tt.wantRule == "" {
+				for _, a := range raised {
+					t.Errorf("unexpected anomaly: %s", a.Summary())
+				}
+				return
+			}
+			if len(raised) != tt.wantRaised {
+				for _, a := range raised {
+					t.Logf("raised: %s", a.Summary())
+				}
+				t.Fatalf("raised %d anomalies, want %d", len(raised), tt.wantRaised)
+			}
+			a := raised[0]
+			if a.Rule != tt.wantRule || a.Resource.Key != tt.wantKey {
+				t.Fatalf("raised %s on %s, want %s on %s", a.Rule, a.Resource.Key, tt.wantRule, tt.wantKey)
+			}
+			if a.DetectionDelay > tt.maxDelay {
+				t.Errorf("detection delay %.2fs, want at most %.2fs", a.DetectionDelay, tt.maxDelay)
+			}
+			if len(a.Traceback) == 0 || a.Traceback[0].InIf != tt.wantIf || a.Traceback[0].Share < tt.wantShare {
+				t.Errorf("traceback %+v, want in_if %d first with share >= %.2f", a.Traceback, tt.wantIf, tt.wantShare)
+			}
+			if a.SeverityPct <= 100 || !strings.Contains(a.SeverityText, "% of ") {
+				t.Errorf("severity %.1f %q", a.SeverityPct, a.SeverityText)
+			}
+			if a.Filters["bpf"] == "" || a.Character.SampledFlows == 0 || len(a.Snapshot) == 0 {
+				t.Errorf("missing evidence: filters %v, characterization %+v, %d snapshot flows", a.Filters, a.Character, len(a.Snapshot))
+			}
+			if tt.wantEnded != (len(ended) == 1) {
+				t.Errorf("ended %d, want ended=%v", len(ended), tt.wantEnded)
+			}
+			if len(ended) == 1 && (ended[0].ID != a.ID || ended[0].End == nil) {
+				t.Errorf("ended anomaly %s (end %v) is not the raised %s", ended[0].ID, ended[0].End, a.ID)
+			}
+		})
+	}
+}
+
+func TestSYNFloodCharacterizationAndFilters(t *testing.T) {
+	d, events := newTestDetector(t, testConfig())
+	run(d, 4, func(int) []stream {
+		return []stream{{dst: victim, exporter: edge1, inIf: 3, proto: flow.ProtoTCP, flags: flow.FlagSYN,
+			sport: 40000, dport: 443, flowsPerSec: 5000, pkts: 1, bytesPerPk: 40, randomSrc: true}}
+	})
+	if len(*events) == 0 {
+		t.Fatal("no anomaly")
+	}
+	a := (*events)[0].Anomaly
+	c := a.Character
+	if len(c.Protocols) == 0 || c.Protocols[0].Value != "tcp" || len(c.DstPorts) == 0 || c.DstPorts[0].Value != "443" ||
+		len(c.TCPFlags) == 0 || c.TCPFlags[0].Value != "S" || c.PacketSize.Mean != 40 {
+		t.Errorf("characterization %+v", c)
+	}
+	if c.SrcCountEstimate < 1000 {
+		t.Errorf("src_count_estimate %.0f for thousands of spoofed sources", c.SrcCountEstimate)
+	}
+	want := map[string]string{
+		"bpf":    "ip and dst net 192.0.2.10/32 and (tcp and (dst port 443) and tcp[tcpflags] & (tcp-syn|tcp-ack) == tcp-syn)",
+		"nfdump": "dst net 192.0.2.10/32 and proto tcp and dst port in [ 443 ] and flags S and not flags A",
+	}
+	for k, v := range want {
+		if a.Filters[k] != v {
+			t.Errorf("%s filter:\n got %q\nwant %q", k, a.Filters[k], v)
+		}
+	}
+	if a.FilterCoverage == nil || a.FilterCoverage.AttackShare != 1 {
+		t.Errorf("filter coverage %+v", a.FilterCoverage)
+	}
+	if a.Traceback[0].ExporterName != "edge1" || a.Traceback[0].InIfName != "Gi0/0/3" {
+		t.Errorf("traceback names %+v", a.Traceback[0])
+	}
+}

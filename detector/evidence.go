@@ -1,0 +1,205 @@
+package detector
+
+import (
+	"net/netip"
+	"sort"
+	"strconv"
+
+	"github.com/flowhound/flowhound/flow"
+)
+
+// evidenceRing keeps the latest matched flows with the window each went into. Anomalies
+// read their own flows from it at each evaluation, so the hot path pays one copy per
+// matched flow and nothing per anomaly; under a flood the ring holds the last fraction of
+// a second, which makes characterization a recent sample rather than a full count.
+type evidenceRing struct {
+	entries []ringEntry
+	mask    uint64
+	seq     uint64 // next write
+}
+
+type ringEntry struct {
+	w   *window
+	rec flow.Record
+}
+
+func newEvidenceRing(size int) evidenceRing {
+	return evidenceRing{entries: make([]ringEntry, size), mask: uint64(size - 1)}
+}
+
+func (r *evidenceRing) push(w *window, rec *flow.Record) {
+	e := &r.entries[r.seq&r.mask]
+	e.w = w
+	e.rec = *rec
+	r.seq++
+}
+
+// collect feeds ev with the window's flows written since ev last looked.
+func (r *evidenceRing) collect(w *window, ev *evidence) {
+	from := ev.seq
+	if size := uint64(len(r.entries)); r.seq > size && from < r.seq-size {
+		from = r.seq - size
+	}
+	for s := from; s < r.seq; s++ {
+		if e := &r.entries[s&r.mask]; e.w == w {
+			ev.add(&e.rec)
+		}
+	}
+	ev.seq = r.seq
+}
+
+// maxValues bounds each characterization table; values past it still count in the total,
+// so shares stay honest while memory stays bounded.
+const maxValues = 4096
+
+// evidence accumulates what an anomaly's flows look like.
+type evidence struct {
+	seq      uint64
+	flows    int
+	packets  float64
+	bytes    float64
+	protos   map[uint8]float64
+	srcNets  map[netip.Prefix]float64
+	srcPorts map[uint16]float64
+	dstPorts map[uint16]float64
+	flags    map[uint8]float64
+	portPkts float64 // packets of flows that carry ports
+	flagPkts float64 // packets of TCP flows that carry flags
+	sizeMin  float64
+	sizeMax  float64
+	srcs     hll
+	dsts     hll
+
+	sample []flow.Record // reservoir sample of the flows: the raw evidence
+	limit  int
+	rng    uint64
+}
+
+func (ev *evidence) init(limit int, seed uint64) {
+	ev.protos = map[uint8]float64{}
+	ev.srcNets = map[netip.Prefix]float64{}
+	ev.srcPorts = map[uint16]float64{}
+	ev.dstPorts = map[uint16]float64{}
+	ev.flags = map[uint8]float64{}
+	ev.limit = limit
+	ev.rng = seed | 1
+}
+
+func bump[K comparable](m map[K]float64, k K, v float64) {
+	if _, ok := m[k]; ok || len(m) < maxValues {
+		m[k] += v
+	}
+}
+
+func (ev *evidence) add(r *flow.Record) {
+	pk := float64(r.Packets * r.Scale())
+	ev.flows++
+	ev.packets += pk
+	ev.bytes += float64(r.Bytes * r.Scale())
+	bump(ev.protos, r.Proto, pk)
+	bits := 24
+	if r.SrcAddr.Is6() {
+		bits = 48
+	}
+	if p, err := r.SrcAddr.Prefix(bits); err == nil {
+		bump(ev.srcNets, p, pk)
+	}
+	if r.Has&(flow.HasSrcPort|flow.HasDstPort) != 0 && (r.Proto == flow.ProtoTCP || r.Proto == flow.ProtoUDP) {
+		ev.portPkts += pk
+		bump(ev.srcPorts, r.SrcPort, pk)
+		bump(ev.dstPorts, r.DstPort, pk)
+	}
+	if r.Proto == flow.ProtoTCP && r.Has&flow.HasTCPFlags != 0 {
+		ev.flagPkts += pk
+		bump(ev.flags, r.TCPFlags, pk)
+	}
+	if r.Packets > 0 {
+		size := float64(r.Bytes) / float64(r.Packets)
+		if ev.flows == 1 || size < ev.sizeMin {
+			ev.sizeMin = size
+		}
+		if size > ev.sizeMax {
+			ev.sizeMax = size
+		}
+	}
+	ev.srcs.add(hashAddr(r.SrcAddr))
+	ev.dsts.add(hashAddr(r.DstAddr))
+	// Reservoir sampling keeps every flow equally likely to be in the snapshot.
+	if len(ev.sample) < ev.limit {
+		ev.sample = append(ev.sample, *r)
+	} else if ev.limit > 0 {
+		ev.rng = ev.rng*6364136223846793005 + 1442695040888963407
+		if j := int((ev.rng >> 33) % uint64(ev.flows)); j < ev.limit {
+			ev.sample[j] = *r
+		}
+	}
+}
+
+func (ev *evidence) characterize() Characterization {
+	c := Characterization{
+		Protocols:        top(ev.protos, ev.packets, func(p uint8) string { return protoName(p) }),
+		SrcPrefixes:      top(ev.srcNets, ev.packets, netip.Prefix.String),
+		SrcPorts:         top(ev.srcPorts, ev.portPkts, portText),
+		DstPorts:         top(ev.dstPorts, ev.portPkts, portText),
+		TCPFlags:         top(ev.flags, ev.flagPkts, flagText),
+		SrcCountEstimate: roundTo(ev.srcs.estimate(), 1),
+		DstCountEstimate: roundTo(ev.dsts.estimate(), 1),
+		SampledFlows:     ev.flows,
+	}
+	if ev.packets > 0 {
+		c.PacketSize = SizeStats{Min: roundTo(ev.sizeMin, 0.1), Max: roundTo(ev.sizeMax, 0.1), Mean: roundTo(ev.bytes/ev.packets, 0.1)}
+	}
+	return c
+}
+
+func (ev *evidence) snapshot() []flow.Record { return ev.sample }
+
+func portText(p uint16) string { return strconv.Itoa(int(p)) }
+
+// flagText writes TCP flags as tcpdump does ("S", "SA", "FPA").
+func flagText(f uint8) string {
+	const letters = "FSRPAUEC"
+	var b []byte
+	for i := 0; i < 8; i++ {
+		if f&(1<<i) != 0 {
+			b = append(b, letters[i])
+		}
+	}
+	if len(b) == 0 {
+		return "none"
+	}
+	return string(b)
+}
+
+// top returns up to 5 values by share of total.
+func top[K comparable](m map[K]float64, total float64, name func(K) string) []Count {
+	if total <= 0 {
+		return []Count{}
+	}
+	type kv struct {
+		k K
+		v float64
+	}
+	all := make([]kv, 0, len(m))
+	for k, v := range m {
+		all = append(all, kv{k, v})
+	}
+	sort.Slice(all, func(i, j int) bool {
+		if all[i].v != all[j].v {
+			return all[i].v > all[j].v
+		}
+		return name(all[i].k) < name(all[j].k)
+	})
+	out := make([]Count, 0, 5)
+	for i := 0; i < len(all) && i < 5; i++ {
+		out = append(out, Count{Value: name(all[i].k), Share: roundTo(all[i].v/total, 0.001)})
+	}
+	return out
+}
+
+func roundTo(v, step float64) float64 {
+	if step <= 0 {
+		return v
+	}
+	return float64(int64(v/step+0.5)) * step
+}

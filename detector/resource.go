@@ -1,0 +1,126 @@
+package detector
+
+import (
+	"fmt"
+	"net/netip"
+
+	"github.com/flowhound/flowhound/flow"
+)
+
+// resourceType values; the names are the JSON "type".
+const (
+	resHost uint8 = iota
+	resPrefix
+	resInterface
+	resPort
+	resGlobal
+)
+
+var resourceTypeNames = [...]string{"host", "prefix", "interface", "port", "global"}
+
+// resource is the comparable key of what an anomaly is about. It is small and pointer-light
+// so that it can key a map on the hot path.
+type resource struct {
+	addr  netip.Addr // host address, prefix address, or exporter of an interface
+	index uint32     // ifindex, or proto<<16|port
+	bits  uint8      // prefix length
+	typ   uint8
+}
+
+func (r resource) String() string {
+	switch r.typ {
+	case resHost:
+		return r.addr.String()
+	case resPrefix:
+		return netip.PrefixFrom(r.addr, int(r.bits)).String()
+	case resInterface:
+		return fmt.Sprintf("%s:%d", r.addr, r.index)
+	case resPort:
+		return fmt.Sprintf("%s/%d", protoName(uint8(r.index>>16)), r.index&0xffff)
+	}
+	return "global"
+}
+
+func protoName(p uint8) string {
+	switch p {
+	case flow.ProtoTCP:
+		return "tcp"
+	case flow.ProtoUDP:
+		return "udp"
+	case flow.ProtoICMP:
+		return "icmp"
+	case flow.ProtoICMPv6:
+		return "icmpv6"
+	}
+	return fmt.Sprintf("proto%d", p)
+}
+
+// groupBy says how a rule keys flows into resources.
+type groupBy uint8
+
+const (
+	byDstAddr groupBy = iota
+	bySrcAddr
+	byDstPrefix // the monitored prefix holding the destination (carpet bombing)
+	bySrcPrefix
+	byInIf
+	byDstPort
+	byGlobal
+)
+
+func parseGroupBy(fields []string) (groupBy, error) {
+	if len(fields) == 0 {
+		return byDstAddr, nil
+	}
+	if len(fields) > 1 {
+		return 0, fmt.Errorf("group_by: one field is supported, got %v", fields)
+	}
+	switch fields[0] {
+	case "dst_addr", "dst_host":
+		return byDstAddr, nil
+	case "src_addr", "src_host":
+		return bySrcAddr, nil
+	case "dst_prefix", "dst_net", "network":
+		return byDstPrefix, nil
+	case "src_prefix", "src_net":
+		return bySrcPrefix, nil
+	case "in_if", "interface":
+		return byInIf, nil
+	case "dst_port", "port":
+		return byDstPort, nil
+	case "global":
+		return byGlobal, nil
+	}
+	return 0, fmt.Errorf("group_by: unknown field %q", fields[0])
+}
+
+// networks answers which monitored network an address is in. A linear scan is right for
+// the handful of groups an operator configures; the per-host state lives elsewhere.
+type networks struct {
+	prefixes []netip.Prefix
+	group    []int // index into Config.Networks per prefix
+}
+
+func newNetworks(ns []Network) networks {
+	var n networks
+	for gi, g := range ns {
+		for _, p := range g.Prefixes {
+			n.prefixes = append(n.prefixes, p.Masked())
+			n.group = append(n.group, gi)
+		}
+	}
+	return n
+}
+
+// lookup returns the index of the most specific prefix holding a, or -1.
+func (n *networks) lookup(a netip.Addr) int {
+	best, bits := -1, -1
+	for i, p := range n.prefixes {
+		if p.Bits() > bits && p.Contains(a) {
+			best, bits = i, p.Bits()
+		}
+	}
+	return best
+}
+
+func (n *networks) empty() bool { return len(n.prefixes) == 0 }

@@ -1,0 +1,229 @@
+package detector
+
+import (
+	"math"
+	"math/bits"
+	"net/netip"
+
+	"github.com/flowhound/flowhound/flow"
+)
+
+// slot holds one second of a window, already scaled by sampling.
+type slot struct {
+	sec     int64
+	bytes   float64
+	packets float64
+	flows   float64
+	samples float64 // sampled packets as exported, for the trust bound
+}
+
+// window is a sliding per-second window of one rule on one resource. It is updated per
+// matching flow and evaluated every second, so a flood is seen as soon as its first
+// seconds are in, not when a fixed window closes.
+type window struct {
+	res      resource
+	rule     int
+	group    int // monitored network index of the resource, -1 if none
+	slots    []slot
+	firstSec int64 // earliest second that holds data: the window's span until it is full
+	lastSec  int64 // latest second that holds data
+
+	ingress [maxIngress]ingressCount
+
+	// Distinct counters exist only for rules whose threshold asks for them.
+	srcs, dsts, dports *hll
+
+	// episodeStart is the arrival of the first flow since the window was last quiet; the
+	// detection delay runs from it.
+	episodeStart int64
+	pendingSince int64 // when the threshold was first crossed, for a rule's `for`
+	lastFired    int64 // last evaluation over threshold
+	anomaly      *active
+}
+
+const maxIngress = 8
+
+// ingressCount is one (exporter, in_if) of a window's traffic. Counts decay each evaluation
+// so the table follows the window; past maxIngress entries the smallest is replaced and its
+// count inherited (space-saving), which overestimates newcomers and never loses a big one.
+type ingressCount struct {
+	exporter netip.Addr
+	inIf     uint32
+	bytes    float64
+	packets  float64
+}
+
+// add puts a flow's scaled counters into the seconds it covers. A flow's packets are spread
+// over its duration ending at its arrival (DESIGN.md Time): a 60 s flow cut by the active
+// timeout is 60 s of traffic, not a one-second burst. The part older than the window is
+// dropped with the seconds it belongs to.
+func (w *window) add(r *flow.Record, now int64, scale float64) {
+	pk := float64(r.Packets) * scale
+	by := float64(r.Bytes) * scale
+	fl := float64(r.FlowCount())
+	sm := float64(r.Packets)
+	n := int64(len(w.slots))
+	secs := int64(1)
+	if d := r.Duration(); d > 1e9 {
+		secs = (int64(d) + 999_999_999) / 1e9
+	}
+	span := min(secs, n)
+	f := 1 / float64(secs) // each covered second gets its share of the flow
+	for s := now - span + 1; s <= now; s++ {
+		sl := &w.slots[s%n]
+		if sl.sec != s {
+			if sl.sec > s { // a late flow for a second already recycled: it is outside the window
+				continue
+			}
+			*sl = slot{sec: s}
+		}
+		sl.bytes += by * f
+		sl.packets += pk * f
+		sl.samples += sm * f
+	}
+	// A flow counts once, in the second it arrived.
+	if sl := &w.slots[now%n]; sl.sec == now {
+		sl.flows += fl
+	}
+	if first := now - span + 1; w.firstSec == 0 || first < w.firstSec {
+		w.firstSec = first
+	}
+	if now > w.lastSec {
+		w.lastSec = now
+	}
+	if w.episodeStart == 0 {
+		w.episodeStart = r.Received
+	}
+	w.addIngress(r.Exporter, r.InIf, by, pk)
+	if w.srcs != nil {
+		w.srcs.add(hashAddr(r.SrcAddr))
+	}
+	if w.dsts != nil {
+		w.dsts.add(hashAddr(r.DstAddr))
+	}
+	if w.dports != nil {
+		w.dports.add(mix64(uint64(r.DstPort) | uint64(r.Proto)<<16))
+	}
+}
+
+func (w *window) addIngress(exp netip.Addr, inIf uint32, by, pk float64) {
+	minI := 0
+	for i := range w.ingress {
+		in := &w.ingress[i]
+		if in.inIf == inIf && in.exporter == exp {
+			in.bytes += by
+			in.packets += pk
+			return
+		}
+		if !in.exporter.IsValid() {
+			*in = ingressCount{exporter: exp, inIf: inIf, bytes: by, packets: pk}
+			return
+		}
+		if in.packets < w.ingress[minI].packets {
+			minI = i
+		}
+	}
+	in := &w.ingress[minI]
+	*in = ingressCount{exporter: exp, inIf: inIf, bytes: in.bytes + by, packets: in.packets + pk}
+}
+
+// totals sums the window's seconds in (now-len, now] and returns per-second rates over the
+// window's span: the whole window once it is full, the seconds since its first data before
+// that, so that a flood on a fresh resource shows its real rate in its first second.
+func (w *window) totals(now int64) (bps, pps, fps, samples float64) {
+	n := int64(len(w.slots))
+	var by, pk, fl float64
+	for i := range w.slots {
+		sl := &w.slots[i]
+		if sl.sec > now-n && sl.sec <= now {
+			by += sl.bytes
+			pk += sl.packets
+			fl += sl.flows
+			samples += sl.samples
+		}
+	}
+	span := n
+	if w.firstSec > 0 && now-w.firstSec+1 < span {
+		span = max(now-w.firstSec+1, 1)
+	}
+	s := float64(span)
+	return by * 8 / s, pk / s, fl / s, samples
+}
+
+// decay ages the ingress table and distinct counters by one evaluation step.
+func (w *window) decay() {
+	k := 1 - 1/float64(len(w.slots))
+	for i := range w.ingress {
+		w.ingress[i].bytes *= k
+		w.ingress[i].packets *= k
+	}
+}
+
+// idle reports whether the window has no data left in its span.
+func (w *window) idle(now int64) bool { return w.lastSec <= now-int64(len(w.slots)) }
+
+// hll is a small HyperLogLog (64 registers, ~13% standard error) for distinct counts in
+// bounded memory. It keeps the registers of its current and previous epoch and reports
+// their union, so counts slide instead of dropping to zero when an epoch turns over.
+type hll struct {
+	cur, prev [64]uint8
+	epoch     int64
+}
+
+func (h *hll) add(x uint64) {
+	idx := x & 63
+	rank := uint8(bits.LeadingZeros64(x|63)) + 1
+	if rank > h.cur[idx] {
+		h.cur[idx] = rank
+	}
+}
+
+// roll moves to a new span when epoch changes.
+func (h *hll) roll(epoch int64) {
+	if epoch != h.epoch {
+		if epoch == h.epoch+1 {
+			h.prev = h.cur
+		} else {
+			h.prev = [64]uint8{}
+		}
+		h.cur = [64]uint8{}
+		h.epoch = epoch
+	}
+}
+
+func (h *hll) estimate() float64 {
+	const m = 64.0
+	var sum float64
+	zeros := 0
+	for i := range h.cur {
+		r := max(h.cur[i], h.prev[i])
+		if r == 0 {
+			zeros++
+		}
+		sum += math.Ldexp(1, -int(r))
+	}
+	e := 0.709 * m * m / sum
+	if e <= 2.5*m && zeros > 0 {
+		e = m * math.Log(m/float64(zeros)) // linear counting for small sets
+	}
+	return e
+}
+
+func hashAddr(a netip.Addr) uint64 {
+	b := a.As16()
+	hi := uint64(b[0])<<56 | uint64(b[1])<<48 | uint64(b[2])<<40 | uint64(b[3])<<32 |
+		uint64(b[4])<<24 | uint64(b[5])<<16 | uint64(b[6])<<8 | uint64(b[7])
+	lo := uint64(b[8])<<56 | uint64(b[9])<<48 | uint64(b[10])<<40 | uint64(b[11])<<32 |
+		uint64(b[12])<<24 | uint64(b[13])<<16 | uint64(b[14])<<8 | uint64(b[15])
+	return mix64(hi ^ mix64(lo))
+}
+
+// mix64 is SplitMix64's finalizer: cheap and well spread, enough for sketches.
+func mix64(x uint64) uint64 {
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	x ^= x >> 31
+	return x
+}
