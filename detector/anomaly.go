@@ -39,8 +39,18 @@ type Anomaly struct {
 	Filters        map[string]string  `json:"filters,omitempty"`
 	FilterCoverage *Coverage          `json:"filter_coverage,omitempty"`
 	Snapshot       []flow.Record      `json:"snapshot,omitempty"`
+	// History is the observed rate at each evaluation, for the anomaly's chart; long
+	// anomalies keep every other point when it fills (bounded by maxHistory).
+	History []Point `json:"history,omitempty"`
 	// DetectionDelay is from the first arrival of the attack's flows to the raise, in seconds.
 	DetectionDelay float64 `json:"detection_delay_s"`
+}
+
+// Point is one evaluation's observed rate.
+type Point struct {
+	T   time.Time `json:"t"`
+	BPS float64   `json:"bps"`
+	PPS float64   `json:"pps"`
 }
 
 // Resource is what an anomaly is about.
@@ -98,7 +108,8 @@ type SizeStats struct {
 // would also drop.
 type Coverage struct {
 	AttackShare float64 `json:"attack_share"`
-	NormalShare float64 `json:"normal_share"`
+	// NormalShare is left out until the resource's normal flows are sampled to measure it.
+	NormalShare *float64 `json:"normal_share,omitempty"`
 }
 
 // Event is a change in an anomaly's life: raised, updated or ended.
@@ -122,7 +133,7 @@ func (a *Anomaly) Summary() string {
 		}
 		via = fmt.Sprintf(" via %s %s (%.0f%%)", name, ifn, t.Share*100)
 	}
-	return fmt.Sprintf("%s %s %s %s %s %s: %s%s", a.Status, upper(a.Importance), a.Rule, a.Direction,
+	return fmt.Sprintf("%s %s %s %s %s: %s%s", upper(a.Importance), a.Rule, a.Direction,
 		a.Resource.Type, a.Resource.Key, a.SeverityText, via)
 }
 

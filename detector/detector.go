@@ -290,7 +290,7 @@ func (d *Detector) Evaluate(now int64) {
 			delete(d.windows, k)
 			continue
 		}
-		bps, pps, fps, samples := w.totals(sec)
+		bps, pps, fps, samples := w.totals(now)
 		agg = signatures.Aggregates{BPS: bps, PPS: pps, FPS: fps, Samples: samples,
 			Limits: info.limits[w.group+1]}
 		// Distinct sketches turn over every half window; the union of the current and the
@@ -375,4 +375,3 @@ func anomalyID(rule, key string, start int64) string {
 	fmt.Fprintf(h, "%s|%s|%d", rule, key, start)
 	return fmt.Sprintf("%x-%016x", start/1e6, h.Sum64())
 }
-

@@ -1,6 +1,7 @@
 package detector
 
 import (
+	"math"
 	"net/netip"
 	"sort"
 	"strconv"
@@ -192,7 +193,7 @@ func top[K comparable](m map[K]float64, total float64, name func(K) string) []Co
 	})
 	out := make([]Count, 0, 5)
 	for i := 0; i < len(all) && i < 5; i++ {
-		out = append(out, Count{Value: name(all[i].k), Share: roundTo(all[i].v/total, 0.001)})
+		out = append(out, Count{Value: name(all[i].k), Share: roundTo(all[i].v/total, 0.0001)})
 	}
 	return out
 }
@@ -201,5 +202,7 @@ func roundTo(v, step float64) float64 {
 	if step <= 0 {
 		return v
 	}
-	return float64(int64(v/step+0.5)) * step
+	// Dividing by the inverse keeps 0.7 printing as 0.7, not 0.7000000000000001.
+	inv := math.Round(1 / step)
+	return math.Round(v*inv) / inv
 }

@@ -64,13 +64,14 @@ func (d *Detector) refresh(act *active, w *window, info *ruleInfo, now int64, se
 	a.LastUpdate = time.Unix(0, now).UTC()
 	a.Observed = Rates{BPS: agg.BPS, PPS: agg.PPS, FPS: agg.FPS}
 	a.Peak = Rates{BPS: math.Max(a.Peak.BPS, agg.BPS), PPS: math.Max(a.Peak.PPS, agg.PPS), FPS: math.Max(a.Peak.FPS, agg.FPS)}
-	// Severity follows the latest evaluation that was over threshold; quiet seconds during
-	// the hold keep the last one rather than report a falling number for an attack that paused.
-	if metric != "" && now == w.lastFired {
+	// Severity is the highest seen, as Peakflow reported it: an attack is as bad as its peak,
+	// and the observed rates beside it say where it is now.
+	if metric != "" && now == w.lastFired && (sev > a.SeverityPct || a.Threshold == nil) {
 		a.SeverityPct = math.Round(sev*10) / 10
 		a.Threshold = map[string]float64{metric: limit}
 		a.SeverityText = severityText(a.SeverityPct, metric, limit)
 	}
+	a.History = appendHistory(a.History, Point{T: a.LastUpdate, BPS: agg.BPS, PPS: agg.PPS})
 	a.Importance = importance(info.rule.Importance, a.SeverityPct)
 	a.Traceback = d.traceback(w, agg)
 	d.ring.collect(w, &act.ev)
@@ -98,6 +99,7 @@ func (act *active) copy() Anomaly {
 	a := act.a
 	a.Traceback = append([]Ingress(nil), a.Traceback...)
 	a.Snapshot = append(a.Snapshot[:0:0], a.Snapshot...)
+	a.History = append(a.History[:0:0], a.History...)
 	return a
 }
 
@@ -188,4 +190,20 @@ func severityText(pct float64, metric string, limit float64) string {
 		unit = "fps"
 	}
 	return fmt.Sprintf("%.1f%% of %s", pct, HumanRate(limit, unit))
+}
+
+const maxHistory = 720
+
+// appendHistory keeps at most maxHistory points by dropping every other one when full, so
+// a long attack keeps its whole shape at a coarser step.
+func appendHistory(h []Point, p Point) []Point {
+	if len(h) >= maxHistory {
+		n := 0
+		for i := 0; i < len(h); i += 2 {
+			h[n] = h[i]
+			n++
+		}
+		h = h[:n]
+	}
+	return append(h, p)
 }

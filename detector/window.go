@@ -25,7 +25,7 @@ type window struct {
 	rule     int
 	group    int // monitored network index of the resource, -1 if none
 	slots    []slot
-	firstSec int64 // earliest second that holds data: the window's span until it is full
+	firstNs  int64 // earliest time that holds data: the window's span until it is full
 	lastSec  int64 // latest second that holds data
 
 	ingress [maxIngress]ingressCount
@@ -85,8 +85,12 @@ func (w *window) add(r *flow.Record, now int64, scale float64) {
 	if sl := &w.slots[now%n]; sl.sec == now {
 		sl.flows += fl
 	}
-	if first := now - span + 1; w.firstSec == 0 || first < w.firstSec {
-		w.firstSec = first
+	first := r.Received
+	if secs > 1 {
+		first -= min(int64(r.Duration()), n*1e9)
+	}
+	if w.firstNs == 0 || first < w.firstNs {
+		w.firstNs = first
 	}
 	if now > w.lastSec {
 		w.lastSec = now
@@ -128,9 +132,12 @@ func (w *window) addIngress(exp netip.Addr, inIf uint32, by, pk float64) {
 }
 
 // totals sums the window's seconds in (now-len, now] and returns per-second rates over the
-// window's span: the whole window once it is full, the seconds since its first data before
-// that, so that a flood on a fresh resource shows its real rate in its first second.
-func (w *window) totals(now int64) (bps, pps, fps, samples float64) {
+// time they cover: the current second only as far as it has run, and before the window
+// has filled, only the time since its first data. So a flood on a fresh resource shows its
+// real rate within its first second instead of being averaged with empty seconds.
+// minSpan keeps a lone burst of records from reading as an extreme rate.
+func (w *window) totals(nowNs int64) (bps, pps, fps, samples float64) {
+	now := nowNs / 1e9
 	n := int64(len(w.slots))
 	var by, pk, fl float64
 	for i := range w.slots {
@@ -142,13 +149,15 @@ func (w *window) totals(now int64) (bps, pps, fps, samples float64) {
 			samples += sl.samples
 		}
 	}
-	span := n
-	if w.firstSec > 0 && now-w.firstSec+1 < span {
-		span = max(now-w.firstSec+1, 1)
+	span := float64(n-1) + float64(nowNs%1e9)/1e9
+	if w.firstNs > 0 {
+		span = min(span, float64(nowNs-w.firstNs)/1e9)
 	}
-	s := float64(span)
-	return by * 8 / s, pk / s, fl / s, samples
+	span = max(span, minSpan)
+	return by * 8 / span, pk / span, fl / span, samples
 }
+
+const minSpan = 0.5
 
 // decay ages the ingress table and distinct counters by one evaluation step.
 func (w *window) decay() {

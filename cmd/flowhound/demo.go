@@ -125,7 +125,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	})
 	err = eg.Wait()
 	for _, a := range det.Flush() {
-		printer.print(a)
+		printer.print("ongoing", a)
 	}
 	if err != nil && !errors.Is(err, context.Canceled) {
 		return err

@@ -57,11 +57,11 @@ func newAnomalyPrinter(out, human io.Writer, live bool) *anomalyPrinter {
 func (p *anomalyPrinter) event(ev detector.Event) {
 	switch {
 	case ev.Type == "ended", ev.Type == "raised" && p.live:
-		p.print(ev.Anomaly)
+		p.print(ev.Type, ev.Anomaly)
 	}
 }
 
-func (p *anomalyPrinter) print(a detector.Anomaly) {
+func (p *anomalyPrinter) print(what string, a detector.Anomaly) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if a.Status == detector.StatusOngoing {
@@ -69,7 +69,7 @@ func (p *anomalyPrinter) print(a detector.Anomaly) {
 	}
 	p.out.Write(append(a.JSON(), '\n'))
 	if p.human != nil {
-		fmt.Fprintln(p.human, a.Summary())
+		fmt.Fprintf(p.human, "%-6s %s\n", what, a.Summary())
 	}
 }
 

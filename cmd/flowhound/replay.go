@@ -55,7 +55,7 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 	}
 	for _, a := range det.Flush() {
-		out.print(a)
+		out.print("ongoing", a)
 	}
 	if r.dropped > 0 {
 		fmt.Fprintf(stderr, "replay: %d datagrams dropped as malformed\n", r.dropped)
