@@ -111,7 +111,7 @@ func (s *Server) Handler() http.Handler {
 		writeError(w, http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path)
 	}))
 	if s.deps.UI != nil {
-		mux.Handle("GET /", http.FileServerFS(s.deps.UI))
+		mux.Handle("/", http.FileServerFS(s.deps.UI))
 	}
 	return mux
 }

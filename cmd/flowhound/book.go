@@ -1,6 +1,7 @@
 package main
 
 import (
+	"sort"
 	"sync"
 	"time"
 
@@ -56,4 +57,8 @@ func (b *anomalyBook) Get(id string) (detector.Anomaly, bool, error) {
 	defer b.mu.RUnlock()
 	a, ok := b.byID[id]
 	return a, ok, nil
+}
+
+func sortByStart(as []detector.Anomaly) {
+	sort.SliceStable(as, func(i, j int) bool { return as[i].Start.Before(as[j].Start) })
 }

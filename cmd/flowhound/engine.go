@@ -1,17 +1,179 @@
 package main
 
 import (
+	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/netip"
+	"os"
 	"sync"
 
+	"golang.org/x/sync/errgroup"
+
+	"github.com/flowhound/flowhound/api"
 	"github.com/flowhound/flowhound/config"
 	"github.com/flowhound/flowhound/detector"
+	"github.com/flowhound/flowhound/flow"
 	"github.com/flowhound/flowhound/ingest"
 	"github.com/flowhound/flowhound/rules"
 	"github.com/flowhound/flowhound/signatures"
+	"github.com/flowhound/flowhound/store"
+	"github.com/flowhound/flowhound/web"
 )
+
+// engine is the running product: listeners → detector → book/store/sinks, and the API.
+// serve, demo and the end-to-end tests build the same one.
+type engine struct {
+	cfg       config.Config
+	log       *slog.Logger
+	rules     *signatures.Set
+	listeners []*ingest.Listener
+	decoders  []*ingest.Decoder
+	stats     *ingest.Stats
+	det       *detector.Detector
+	book      *anomalyBook
+	store     *store.Store
+	api       *api.Server
+	onEvent   func(detector.Event)
+}
+
+// newEngine binds the listeners and the API (so their ports are known), opens the store
+// when one is configured, and builds the detector. onEvent, if set, sees every event after
+// the engine has recorded it.
+func newEngine(cfg config.Config, log *slog.Logger, onEvent func(detector.Event)) (e *engine, err error) {
+	e = &engine{cfg: cfg, log: log, book: newAnomalyBook(), onEvent: onEvent}
+	defer func() {
+		if err != nil {
+			e.close()
+		}
+	}()
+	if e.rules, err = compileRules(cfg.Rules); err != nil {
+		return nil, err
+	}
+	if cfg.Store != "" {
+		if e.store, err = store.Open(cfg.Store, store.DefaultOptions()); err != nil {
+			return nil, err
+		}
+		if err := e.loadAnomalies(); err != nil {
+			return nil, err
+		}
+	}
+	pool := flow.NewPool(4096)
+	batches := make(chan *flow.Batch, 256)
+	e.stats = ingest.NewStats()
+	seen := map[string]bool{}
+	for _, addr := range []string{cfg.Listen.NetFlow, cfg.Listen.IPFIX, cfg.Listen.SFlow} {
+		if addr == "" || seen[addr] {
+			continue
+		}
+		seen[addr] = true
+		// Each socket gets its own decoder: decoders are single-goroutine, and an exporter
+		// sends each protocol to one port, so its template state is not split. Any port
+		// takes any format: the decoder tells them apart by their headers.
+		dec := ingest.NewDecoder(decoderConfig(cfg))
+		l, err := ingest.ListenUDP(addr, dec, batches, pool, e.stats)
+		if err != nil {
+			return nil, err
+		}
+		e.listeners = append(e.listeners, l)
+		e.decoders = append(e.decoders, dec)
+	}
+	if e.det, err = detector.New(cfg.Detector(), detector.Deps{Rules: e.rules, Input: batches, OnEvent: e.event}); err != nil {
+		return nil, err
+	}
+	if cfg.API != "" {
+		token := ""
+		if cfg.APITokenEnv != "" {
+			token = os.Getenv(cfg.APITokenEnv)
+		}
+		e.api, err = api.New(api.Config{Addr: cfg.API, Token: token}, api.Deps{
+			Anomalies: e.book,
+			Rules:     func() any { return ruleList(e.rules) },
+			Exporters: func() any { return e.exporters() },
+			UI:        web.FS(),
+			Log:       log,
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	return e, nil
+}
+
+// event records an anomaly change in the book and the store, then passes it on.
+func (e *engine) event(ev detector.Event) {
+	e.book.put(ev.Anomaly)
+	if e.store != nil {
+		if err := e.store.Put(nsAnomalies, []byte(ev.Anomaly.ID), ev.Anomaly.JSON()); err != nil {
+			// Detection goes on in memory; the operator sees the error and the metric.
+			e.log.Error("store: saving anomaly", "id", ev.Anomaly.ID, "err", err)
+		}
+	}
+	if e.onEvent != nil {
+		e.onEvent(ev)
+	}
+}
+
+const nsAnomalies = "anomaly"
+
+func (e *engine) loadAnomalies() error {
+	var all []detector.Anomaly
+	err := e.store.Scan(nsAnomalies, nil, func(_, val []byte) error {
+		var a detector.Anomaly
+		if err := json.Unmarshal(val, &a); err != nil {
+			return fmt.Errorf("store: anomaly record: %w", err)
+		}
+		all = append(all, a)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	sortByStart(all)
+	for _, a := range all {
+		e.book.put(a)
+	}
+	return nil
+}
+
+func (e *engine) exporters() []ingest.ExporterStats {
+	var out []ingest.ExporterStats
+	for _, d := range e.decoders {
+		out = append(out, d.Exporters()...)
+	}
+	return out
+}
+
+// run runs every component until ctx ends or one fails.
+func (e *engine) run(ctx context.Context) error {
+	eg, ctx := errgroup.WithContext(ctx)
+	for _, l := range e.listeners {
+		eg.Go(func() error { return l.Run(ctx) })
+	}
+	eg.Go(func() error { return e.det.Run(ctx) })
+	if e.api != nil {
+		eg.Go(func() error { return e.api.Run(ctx) })
+	}
+	err := eg.Wait()
+	if errors.Is(err, context.Canceled) {
+		err = nil
+	}
+	return err
+}
+
+func (e *engine) close() {
+	if e.stats != nil {
+		e.stats.Close()
+	}
+	if e.store != nil {
+		if err := e.store.Close(); err != nil {
+			e.log.Error("store: close", "err", err)
+		}
+	}
+}
 
 // compileRules loads the embedded default pack plus the files the configuration names.
 func compileRules(paths []string) (*signatures.Set, error) {
@@ -24,6 +186,14 @@ func compileRules(paths []string) (*signatures.Set, error) {
 		all = append(all, extra...)
 	}
 	return signatures.Compile(all)
+}
+
+func ruleList(s *signatures.Set) []*rules.Rule {
+	out := make([]*rules.Rule, s.Len())
+	for i := range out {
+		out[i] = s.Rule(i)
+	}
+	return out
 }
 
 func decoderConfig(cfg config.Config) ingest.DecoderConfig {
@@ -39,19 +209,19 @@ func decoderConfig(cfg config.Config) ingest.DecoderConfig {
 	return dc
 }
 
-// anomalyPrinter writes anomalies as JSON lines on stdout and, when summaries is set, a
-// one-line human summary on stderr. With live set it prints raises too (demo); otherwise
+// anomalyPrinter writes anomalies as JSON lines on stdout and, when human is set, a
+// one-line summary on stderr. With live set it prints raises too (demo, serve); otherwise
 // only ends (replay prints each anomaly once, when it is complete).
 type anomalyPrinter struct {
-	mu      sync.Mutex
-	out     io.Writer
-	human   io.Writer
-	live    bool
-	raised  map[string]int
+	mu     sync.Mutex
+	out    io.Writer
+	human  io.Writer
+	live   bool
+	raised int
 }
 
 func newAnomalyPrinter(out, human io.Writer, live bool) *anomalyPrinter {
-	return &anomalyPrinter{out: out, human: human, live: live, raised: map[string]int{}}
+	return &anomalyPrinter{out: out, human: human, live: live}
 }
 
 func (p *anomalyPrinter) event(ev detector.Event) {
@@ -64,21 +234,17 @@ func (p *anomalyPrinter) event(ev detector.Event) {
 func (p *anomalyPrinter) print(what string, a detector.Anomaly) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if a.Status == detector.StatusOngoing {
-		p.raised[a.Rule]++
+	if what == "raised" {
+		p.raised++
 	}
 	p.out.Write(append(a.JSON(), '\n'))
 	if p.human != nil {
-		fmt.Fprintf(p.human, "%-6s %s\n", what, a.Summary())
+		fmt.Fprintf(p.human, "%-7s %s\n", what, a.Summary())
 	}
 }
 
 func (p *anomalyPrinter) count() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	n := 0
-	for _, c := range p.raised {
-		n += c
-	}
-	return n
+	return p.raised
 }
