@@ -346,6 +346,9 @@ func (d *Detector) Evaluate(now int64) {
 	}
 }
 
+// EvaluateEvery is the evaluation period; replay steps flow time by it.
+func (d *Detector) EvaluateEvery() time.Duration { return d.cfg.Evaluate }
+
 // Active returns copies of the anomalies that have not ended.
 func (d *Detector) Active() []Anomaly {
 	d.mu.Lock()

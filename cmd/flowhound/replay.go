@@ -64,18 +64,19 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 }
 
 // replayer drives the detector in flow time: before a datagram stamped at or after the
-// next whole second is processed, the detector evaluates at that second, as serve's ticker
-// would have done on the wall clock.
+// next evaluation time is processed, the detector evaluates at that time, as serve's ticker
+// would have done on the wall clock. The same input gives the same anomalies every time.
 type replayer struct {
 	det     *detector.Detector
 	dec     *ingest.Decoder
 	recs    []flow.Record
+	step    int64
 	next    int64
 	dropped int
 }
 
 func newReplayer(det *detector.Detector, dec *ingest.Decoder) *replayer {
-	return &replayer{det: det, dec: dec, recs: make([]flow.Record, 0, 1024)}
+	return &replayer{det: det, dec: dec, recs: make([]flow.Record, 0, 1024), step: int64(det.EvaluateEvery())}
 }
 
 func (r *replayer) file(name string) error {
@@ -96,11 +97,11 @@ func (r *replayer) file(name string) error {
 
 func (r *replayer) datagram(ts int64, src netip.Addr, payload []byte) {
 	if r.next == 0 {
-		r.next = (ts/1e9 + 1) * 1e9
+		r.next = (ts/r.step + 1) * r.step
 	}
 	for ts >= r.next {
 		r.det.Evaluate(r.next)
-		r.next += 1e9
+		r.next += r.step
 	}
 	var err error
 	r.recs, err = r.dec.Decode(src, ts, payload, r.recs[:0])
