@@ -21,12 +21,12 @@ type slot struct {
 // matching flow and evaluated every second, so a flood is seen as soon as its first
 // seconds are in, not when a fixed window closes.
 type window struct {
-	res      resource
-	rule     int
-	group    int // monitored network index of the resource, -1 if none
-	slots    []slot
-	firstNs  int64 // earliest time that holds data: the window's span until it is full
-	lastSec  int64 // latest second that holds data
+	res     resource
+	rule    int
+	group   int // monitored network index of the resource, -1 if none
+	slots   []slot
+	firstNs int64 // earliest time that holds data: the window's span until it is full
+	lastSec int64 // latest second that holds data
 
 	ingress [maxIngress]ingressCount
 

@@ -44,12 +44,13 @@ type DecoderConfig struct {
 
 // Default bounds.
 const (
-	DefaultMaxExporters    = 10000
-	DefaultMaxTemplates    = 4096
-	DefaultMaxTemplatesAll = 65536
-	DefaultMaxPending      = 64
-	DefaultMaxPendingBytes = 1 << 20
-	DefaultMaxInterfaces   = 1024
+	DefaultMaxExporters      = 10000
+	DefaultExporterIdle      = time.Hour
+	DefaultMaxTemplates      = 4096
+	DefaultMaxTemplatesTotal = 65536
+	DefaultMaxPending        = 64
+	DefaultMaxPendingBytes   = 1 << 20
+	DefaultMaxInterfaces     = 1024
 )
 
 func (c DecoderConfig) withDefaults() DecoderConfig {
@@ -57,13 +58,13 @@ func (c DecoderConfig) withDefaults() DecoderConfig {
 		c.MaxExporters = DefaultMaxExporters
 	}
 	if c.ExporterIdle <= 0 {
-		c.ExporterIdle = time.Hour
+		c.ExporterIdle = DefaultExporterIdle
 	}
 	if c.MaxTemplates <= 0 {
 		c.MaxTemplates = DefaultMaxTemplates
 	}
 	if c.MaxTemplatesTotal <= 0 {
-		c.MaxTemplatesTotal = DefaultMaxTemplatesAll
+		c.MaxTemplatesTotal = DefaultMaxTemplatesTotal
 	}
 	if c.MaxPending <= 0 {
 		c.MaxPending = DefaultMaxPending

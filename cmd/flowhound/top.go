@@ -215,8 +215,8 @@ func topLive(base string, n int, w io.Writer) error {
 	}
 	var body struct {
 		Resources []struct {
-			Key     string `json:"key"`
-			Name    string `json:"name"`
+			Key     string                          `json:"key"`
+			Name    string                          `json:"name"`
 			Current struct{ BPS, PPS, FPS float64 } `json:"current"`
 		} `json:"resources"`
 	}
