@@ -55,13 +55,17 @@ type windowKey struct {
 // Detector is the detection engine. Process and Evaluate are safe to call from different
 // goroutines; Run does both from one.
 type Detector struct {
-	cfg      Config
-	deps     Deps
-	rules    []ruleInfo
-	nets     networks
-	names    map[netip.Addr]*Exporter
-	mu       sync.Mutex
-	windows  map[windowKey]*window
+	cfg   Config
+	deps  Deps
+	rules []ruleInfo
+	nets  networks
+	names map[netip.Addr]*Exporter
+	mu    sync.Mutex
+	// states holds each resource's windows, one per rule that matched it: a flow costs one
+	// map lookup per resource it touches, however many rules it matches there. all lists
+	// every window for the evaluation sweep, which a slice walks faster than a map.
+	states   map[resource]*resState
+	all      []*window
 	actives  map[*window]*active
 	recent   map[windowKey]int64 // last raise per rule and resource, for compound rules
 	matched  []uint16
@@ -91,7 +95,7 @@ func New(cfg Config, deps Deps) (*Detector, error) {
 		deps:      deps,
 		nets:      newNetworks(cfg.Networks),
 		names:     map[netip.Addr]*Exporter{},
-		windows:   map[windowKey]*window{},
+		states:    map[resource]*resState{},
 		actives:   map[*window]*active{},
 		recent:    map[windowKey]int64{},
 		ring:      newEvidenceRing(1 << 15),
@@ -188,26 +192,48 @@ func (d *Detector) Process(recs []flow.Record) {
 		}
 		now := r.Received / 1e9
 		scale := float64(r.Scale())
+		var lastRes resource
+		var st *resState
 		for _, ri := range d.matched {
 			info := &d.rules[ri]
 			if !noNets && !directionOK(info.direction, srcNet, dstNet) {
 				continue
 			}
 			res, group := d.resourceOf(info.by, r, srcNet, dstNet)
-			k := windowKey{res: res, rule: int(ri)}
-			w := d.windows[k]
+			if st == nil || res != lastRes {
+				lastRes = res
+				if st = d.states[res]; st == nil {
+					st = &resState{}
+					d.states[res] = st
+				}
+			}
+			w := st.window(int(ri))
 			if w == nil {
-				if len(d.windows) >= d.cfg.MaxWindows {
+				if len(d.all) >= d.cfg.MaxWindows {
 					windowsDropped.Inc()
 					continue
 				}
-				w = d.newWindow(k, group)
+				w = d.newWindow(st, res, int(ri), group)
 			}
 			w.add(r, now, scale)
 			d.ring.push(w, r)
 		}
 	}
 	d.processed.Add(len(recs))
+}
+
+// resState is one resource's windows.
+type resState struct {
+	windows []*window
+}
+
+func (st *resState) window(rule int) *window {
+	for _, w := range st.windows {
+		if w.rule == rule {
+			return w
+		}
+	}
+	return nil
 }
 
 var windowsDropped = metrics.NewCounter(`flowhound_windows_dropped_total`)
@@ -260,9 +286,9 @@ func (d *Detector) groupOf(prefixIndex int) int {
 	return d.nets.group[prefixIndex]
 }
 
-func (d *Detector) newWindow(k windowKey, group int) *window {
-	info := &d.rules[k.rule]
-	w := &window{res: k.res, rule: k.rule, group: group, slots: make([]slot, info.windowSec)}
+func (d *Detector) newWindow(st *resState, res resource, rule, group int) *window {
+	info := &d.rules[rule]
+	w := &window{res: res, rule: rule, group: group, slots: make([]slot, info.windowSec), pos: len(d.all)}
 	if info.distinctSrc {
 		w.srcs = &hll{}
 	}
@@ -272,8 +298,28 @@ func (d *Detector) newWindow(k windowKey, group int) *window {
 	if info.distinctPrt {
 		w.dports = &hll{}
 	}
-	d.windows[k] = w
+	st.windows = append(st.windows, w)
+	d.all = append(d.all, w)
 	return w
+}
+
+// drop forgets an idle window.
+func (d *Detector) drop(w *window) {
+	last := d.all[len(d.all)-1]
+	d.all[w.pos] = last
+	last.pos = w.pos
+	d.all = d.all[:len(d.all)-1]
+	st := d.states[w.res]
+	for i, x := range st.windows {
+		if x == w {
+			st.windows[i] = st.windows[len(st.windows)-1]
+			st.windows = st.windows[:len(st.windows)-1]
+			break
+		}
+	}
+	if len(st.windows) == 0 {
+		delete(d.states, w.res)
+	}
 }
 
 // Evaluate scores every window at time now (engine clock, Unix ns) and moves anomalies
@@ -284,10 +330,12 @@ func (d *Detector) Evaluate(now int64) {
 	d.lastEval = now
 	sec := now / 1e9
 	var agg signatures.Aggregates
-	for k, w := range d.windows {
+	for i := 0; i < len(d.all); i++ {
+		w := d.all[i]
 		info := &d.rules[w.rule]
 		if w.anomaly == nil && w.idle(sec) {
-			delete(d.windows, k)
+			d.drop(w)
+			i-- // the last window moved into this place
 			continue
 		}
 		bps, pps, fps, samples := w.totals(now)
@@ -344,7 +392,15 @@ func (d *Detector) Evaluate(now int64) {
 		}
 		w.decay()
 	}
+	for k, t := range d.recent {
+		if now-t > maxWithin {
+			delete(d.recent, k)
+		}
+	}
 }
+
+// maxWithin bounds how long a raise is remembered for compound rules.
+const maxWithin = int64(time.Hour)
 
 // EvaluateEvery is the evaluation period; replay steps flow time by it.
 func (d *Detector) EvaluateEvery() time.Duration { return d.cfg.Evaluate }

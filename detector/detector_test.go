@@ -28,7 +28,7 @@ func testConfig() Config {
 	return c
 }
 
-func newTestDetector(t *testing.T, cfg Config) (*Detector, *[]Event) {
+func newTestDetector(t testing.TB, cfg Config) (*Detector, *[]Event) {
 	t.Helper()
 	set, err := signatures.Compile(rules.Default())
 	if err != nil {

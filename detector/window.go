@@ -24,6 +24,7 @@ type window struct {
 	res     resource
 	rule    int
 	group   int // monitored network index of the resource, -1 if none
+	pos     int // index in Detector.all
 	slots   []slot
 	firstNs int64 // earliest time that holds data: the window's span until it is full
 	lastSec int64 // latest second that holds data
