@@ -11,6 +11,7 @@ import (
 
 	"github.com/goccy/go-yaml"
 
+	"github.com/flowhound/flowhound/alert"
 	"github.com/flowhound/flowhound/detector"
 )
 
@@ -24,6 +25,7 @@ type Config struct {
 	Exporters   []detector.Exporter `yaml:"exporters"`
 	Rules       []string            `yaml:"rules"`
 	Detection   Detection           `yaml:"detection"`
+	Alerts      alert.Config        `yaml:"alerts"`
 }
 
 // Listen holds the UDP listeners' addresses; an empty string disables one.
@@ -112,6 +114,9 @@ func (c *Config) Validate() error {
 	}
 	d := c.Detector()
 	if err := d.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Alerts.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)

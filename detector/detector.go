@@ -139,11 +139,17 @@ func New(cfg Config, deps Deps) (*Detector, error) {
 		}
 		needs := ri.threshold.Needs()
 		ri.distinctSrc, ri.distinctDst, ri.distinctPrt = needs.DistinctSrc, needs.DistinctDst, needs.DistinctDstPort
+		// A host takes its group's per-host thresholds; a prefix resource (the group as a
+		// whole) takes the group's totals.
 		ri.limits = make([]signatures.Limits, len(cfg.Networks)+1)
 		for g := range ri.limits {
 			l := ri.threshold.Defaults()
 			if g > 0 {
-				over, _ := signatures.LimitsOf(cfg.Networks[g-1].Thresholds) // checked by Validate
+				m := cfg.Networks[g-1].Thresholds
+				if by == byDstPrefix || by == bySrcPrefix {
+					m = cfg.Networks[g-1].Total
+				}
+				over, _ := signatures.LimitsOf(m) // checked by Validate
 				l = l.Overlay(over)
 			}
 			ri.limits[g] = l

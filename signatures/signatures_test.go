@@ -166,6 +166,11 @@ func TestDefaultRulesMatch(t *testing.T) {
 			fire: []flow.Record{tcp(443, fA|fP), udp(53, 40000, 1, 100), {}},
 			// It matches every flow by design: its threshold does the work.
 		},
+		"carpet-bombing": {
+			fire: []flow.Record{tcp(443, fA|fP), udp(53, 40000, 1, 100), {}},
+			// Like host-total-traffic it takes every flow: distinct_dst in its threshold tells
+			// a spread flood from one busy host.
+		},
 		"land-attack": {
 			fire: []flow.Record{with(tcp(80, fS), func(r *flow.Record) { r.SrcAddr = victim }),
 				with(udp(7, 7, 1, 100), func(r *flow.Record) { r.SrcAddr, r.DstAddr = v6, v6 })},
@@ -905,6 +910,39 @@ func TestDefaultThresholdsOnScenarios(t *testing.T) {
 	for _, tt := range tests {
 		if got := scenario(t, set, tt.flows, secs); !slices.Equal(got, tt.want) {
 			t.Errorf("%s: fired %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
+
+// TestMatchConcurrent: a Set is shared by the detector's goroutines (run with -race).
+func TestMatchConcurrent(t *testing.T) {
+	set, err := Compile(rules.Default())
+	if err != nil {
+		t.Fatal(err)
+	}
+	flows := benchFlows(2000)
+	want := make([][]uint16, len(flows))
+	for i := range flows {
+		want[i] = set.Match(&flows[i], nil)
+	}
+	errs := make(chan error, 4)
+	for range 4 {
+		go func() {
+			var got []uint16
+			for i := range flows {
+				got = set.Match(&flows[i], got[:0])
+				set.Threshold(i % set.Len()).Check(&Aggregates{PPS: float64(i)})
+				if !slices.Equal(got, want[i]) {
+					errs <- fmt.Errorf("flow %d: %v, want %v", i, got, want[i])
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Error(err)
 		}
 	}
 }

@@ -3,6 +3,11 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
 	"io"
 	"log/slog"
 	"net"
@@ -14,6 +19,7 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 
+	"github.com/flowhound/flowhound/alert"
 	"github.com/flowhound/flowhound/config"
 	"github.com/flowhound/flowhound/detector"
 	"github.com/flowhound/flowhound/gen"
@@ -62,8 +68,9 @@ func endToEnd(t *testing.T, format string) {
 	const attackFor = 4 * time.Second
 	cfg := config.Default()
 	cfg.Listen = config.Listen{NetFlow: "127.0.0.1:0"}
-	cfg.API = ""
-	cfg.Store = ""
+	cfg.API = "127.0.0.1:0"
+	cfg.Store = t.TempDir()
+	slackSrv, hooks := alertReceivers(t, &cfg, format)
 	cfg.Networks = []detector.Network{{Name: "customers", Prefixes: demoNetworks}}
 	cfg.Detection.Hold = config.Duration(3 * time.Second)
 
@@ -153,6 +160,18 @@ func endToEnd(t *testing.T, format string) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	// What an operator sees: the API lists the anomalies, alerts reached Slack and the webhook.
+	listed := getJSON[struct{ Anomalies []detector.Anomaly }](t, "http://"+e.api.Addr()+"/api/anomalies?status=ended")
+	if len(listed.Anomalies) != len(cases) {
+		t.Errorf("API lists %d ended anomalies, want %d", len(listed.Anomalies), len(cases))
+	}
+	waitFor(t, 10*time.Second, func() bool { return hooks.count("ended") >= len(cases) && slackSrv.count("chat.update") >= len(cases) })
+	if n := hooks.count("raised"); n != len(cases) {
+		t.Errorf("webhook got %d raised events, want %d", n, len(cases))
+	}
+	if n := slackSrv.count("chat.postMessage"); n != len(cases) {
+		t.Errorf("Slack got %d messages, want %d", n, len(cases))
+	}
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
@@ -221,6 +240,81 @@ func sendBad(t *testing.T, to string) {
 	for _, d := range [][]byte{{0, 5, 0, 1}, {0, 42, 0, 0, 1, 2, 3, 4}, v5} {
 		if _, err := c.Write(d); err != nil {
 			t.Fatal(err)
+		}
+	}
+}
+
+// recorder counts requests by a label, for the Slack and webhook test servers.
+type recorder struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (r *recorder) add(k string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.n == nil {
+		r.n = map[string]int{}
+	}
+	r.n[k]++
+}
+
+func (r *recorder) count(k string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.n[k]
+}
+
+// alertReceivers starts a server that answers as Slack's Web API does and a webhook
+// receiver, and points the configuration's alerts at them.
+func alertReceivers(t *testing.T, cfg *config.Config, name string) (slackRec, hookRec *recorder) {
+	slackRec, hookRec = &recorder{}, &recorder{}
+	slack := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		method := strings.TrimPrefix(r.URL.Path, "/")
+		if err := r.ParseForm(); err != nil || r.PostForm.Get("token") != "xoxb-e2e" {
+			w.Write([]byte(`{"ok":false,"error":"invalid_auth"}`))
+			return
+		}
+		slackRec.add(method)
+		fmt.Fprintf(w, `{"ok":true,"channel":"C1","ts":"%d.000100"}`, time.Now().UnixNano())
+	}))
+	t.Cleanup(slack.Close)
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hookRec.add(r.Header.Get("X-Flowhound-Event"))
+	}))
+	t.Cleanup(hook.Close)
+	env := "FLOWHOUND_E2E_SLACK_" + strings.ToUpper(name)
+	os.Setenv(env, "xoxb-e2e")
+	t.Cleanup(func() { os.Unsetenv(env) })
+	cfg.Alerts = alert.Config{
+		Slack:    &alert.SlackConfig{TokenEnv: env, Channel: "#ddos", APIURL: slack.URL},
+		Webhooks: []alert.WebhookConfig{{URL: hook.URL}},
+	}
+	return slackRec, hookRec
+}
+
+func getJSON[T any](t *testing.T, url string) T {
+	t.Helper()
+	var v T
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %s", url, resp.Status)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&v); err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	return v
+}
+
+func waitFor(t *testing.T, d time.Duration, cond func() bool) {
+	t.Helper()
+	for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+		if cond() {
+			return
 		}
 	}
 }

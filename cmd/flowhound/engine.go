@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/flowhound/flowhound/alert"
 	"github.com/flowhound/flowhound/api"
 	"github.com/flowhound/flowhound/config"
 	"github.com/flowhound/flowhound/detector"
@@ -37,6 +38,7 @@ type engine struct {
 	book      *anomalyBook
 	store     *store.Store
 	api       *api.Server
+	alerts    *alert.Alerter
 	onEvent   func(detector.Event)
 }
 
@@ -60,6 +62,10 @@ func newEngine(cfg config.Config, log *slog.Logger, onEvent func(detector.Event)
 		if err := e.loadAnomalies(); err != nil {
 			return nil, err
 		}
+	}
+	// The outbox lives in the store; without one (demo) it is in memory.
+	if e.alerts, err = alert.New(cfg.Alerts, alert.Deps{Store: e.store, Log: log}); err != nil {
+		return nil, err
 	}
 	pool := flow.NewPool(4096)
 	batches := make(chan *flow.Batch, 256)
@@ -112,6 +118,9 @@ func (e *engine) event(ev detector.Event) {
 			e.log.Error("store: saving anomaly", "id", ev.Anomaly.ID, "err", err)
 		}
 	}
+	if err := e.alerts.Notify(ev); err != nil {
+		e.log.Error("alerts: queueing", "id", ev.Anomaly.ID, "err", err)
+	}
 	if e.onEvent != nil {
 		e.onEvent(ev)
 	}
@@ -154,6 +163,7 @@ func (e *engine) run(ctx context.Context) error {
 		eg.Go(func() error { return l.Run(ctx) })
 	}
 	eg.Go(func() error { return e.det.Run(ctx) })
+	eg.Go(func() error { return e.alerts.Run(ctx) })
 	if e.api != nil {
 		eg.Go(func() error { return e.api.Run(ctx) })
 	}
@@ -175,15 +185,17 @@ func (e *engine) close() {
 	}
 }
 
-// compileRules loads the embedded default pack plus the files the configuration names.
+// compileRules loads the embedded default pack plus the files the configuration names. A
+// user rule named like a default one replaces it, so operators tune the pack by redefining
+// a rule rather than by editing the binary's copy.
 func compileRules(paths []string) (*signatures.Set, error) {
-	all := append([]rules.Rule(nil), rules.Default()...)
+	all := rules.Default()
 	if len(paths) > 0 {
 		extra, err := rules.Load(paths...)
 		if err != nil {
 			return nil, err
 		}
-		all = append(all, extra...)
+		all = rules.Merge(all, extra)
 	}
 	return signatures.Compile(all)
 }
