@@ -39,7 +39,7 @@ type Listen struct {
 type Detection struct {
 	Evaluate   Duration `yaml:"evaluate"`
 	Hold       Duration `yaml:"hold"`
-	MaxWindows int          `yaml:"max_windows"`
+	MaxWindows int      `yaml:"max_windows"`
 }
 
 // Default returns the configuration `flowhound serve` runs with when given no file.
