@@ -12,6 +12,7 @@ import (
 	"github.com/goccy/go-yaml"
 
 	"github.com/flowhound/flowhound/alert"
+	"github.com/flowhound/flowhound/baseline"
 	"github.com/flowhound/flowhound/detector"
 )
 
@@ -26,6 +27,7 @@ type Config struct {
 	Rules       []string            `yaml:"rules"`
 	Detection   Detection           `yaml:"detection"`
 	Alerts      alert.Config        `yaml:"alerts"`
+	Baseline    baseline.Config     `yaml:"baseline"`
 }
 
 // Listen holds the UDP listeners' addresses; an empty string disables one.
@@ -51,6 +53,7 @@ func Default() Config {
 		APITokenEnv: "FLOWHOUND_TOKEN",
 		Store:       "./flowhound-data",
 		Detection:   Detection{Evaluate: Duration(d.Evaluate), MaxWindows: d.MaxWindows},
+		Baseline:    baseline.DefaultConfig(),
 	}
 }
 
@@ -119,5 +122,19 @@ func (c *Config) Validate() error {
 	if err := c.Alerts.Validate(); err != nil {
 		errs = append(errs, err)
 	}
+	b := c.BaselineConfig()
+	if err := b.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("baseline: %w", err))
+	}
 	return errors.Join(errs...)
+}
+
+// BaselineConfig returns the baselines' configuration with the monitored networks.
+func (c *Config) BaselineConfig() baseline.Config {
+	b := c.Baseline
+	b.Networks = nil
+	for _, n := range c.Networks {
+		b.Networks = append(b.Networks, baseline.Network{Name: n.Name, Prefixes: n.Prefixes})
+	}
+	return b
 }

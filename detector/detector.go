@@ -13,6 +13,7 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 
+	"github.com/flowhound/flowhound/baseline"
 	"github.com/flowhound/flowhound/flow"
 	"github.com/flowhound/flowhound/rules"
 	"github.com/flowhound/flowhound/signatures"
@@ -27,6 +28,9 @@ type Deps struct {
 	OnEvent func(Event)
 	// Now is the clock for Run's evaluations; nil means time.Now.
 	Now func() time.Time
+	// Baselines, if set, learn from every flow, give profiled rules their expected rates
+	// and are kept from learning attack traffic.
+	Baselines *baseline.Baselines
 }
 
 // ruleInfo is what the detector derives once per rule.
@@ -45,6 +49,8 @@ type ruleInfo struct {
 	// the rule's own defaults.
 	limits                                []signatures.Limits
 	distinctSrc, distinctDst, distinctPrt bool
+	expected                              bool // the threshold reads the baseline
+	profiled                              bool
 }
 
 type windowKey struct {
@@ -139,6 +145,7 @@ func New(cfg Config, deps Deps) (*Detector, error) {
 		}
 		needs := ri.threshold.Needs()
 		ri.distinctSrc, ri.distinctDst, ri.distinctPrt = needs.DistinctSrc, needs.DistinctDst, needs.DistinctDstPort
+		ri.expected, ri.profiled = needs.Expected, r.Kind == "profiled"
 		// A host takes its group's per-host thresholds; a prefix resource (the group as a
 		// whole) takes the group's totals.
 		ri.limits = make([]signatures.Limits, len(cfg.Networks)+1)
@@ -183,6 +190,9 @@ func (d *Detector) Run(ctx context.Context) error {
 // Process runs a batch of flows through the rules and into their windows. It is the hot
 // path: no allocation once the windows exist.
 func (d *Detector) Process(recs []flow.Record) {
+	if d.deps.Baselines != nil {
+		d.deps.Baselines.Update(recs)
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	noNets := d.nets.empty()
@@ -331,6 +341,9 @@ func (d *Detector) drop(w *window) {
 // Evaluate scores every window at time now (engine clock, Unix ns) and moves anomalies
 // through their lifecycle. Serve calls it every second on the wall clock; replay in flow time.
 func (d *Detector) Evaluate(now int64) {
+	if d.deps.Baselines != nil {
+		d.deps.Baselines.Advance(now)
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.lastEval = now
@@ -362,7 +375,15 @@ func (d *Detector) Evaluate(now int64) {
 			w.dports.roll(epoch)
 			agg.DistinctDstPort = w.dports.estimate()
 		}
+		learned := true
+		if info.expected || info.profiled {
+			learned = d.expect(w, info, now, &agg)
+		}
 		fired, sev, metric, limit := info.threshold.Check(&agg)
+		if info.profiled {
+			fired = fired && learned
+			sev, limit = profiledSeverity(metric, &agg)
+		}
 		if fired && samples < info.minSample {
 			// Too few sampled packets to trust a rate scaled up from them.
 			fired = false

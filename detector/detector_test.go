@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flowhound/flowhound/baseline"
 	"github.com/flowhound/flowhound/flow"
 	"github.com/flowhound/flowhound/rules"
 	"github.com/flowhound/flowhound/signatures"
@@ -239,5 +240,73 @@ func TestSYNFloodCharacterizationAndFilters(t *testing.T) {
 	}
 	if a.Traceback[0].ExporterName != "edge1" || a.Traceback[0].InIfName != "Gi0/0/3" {
 		t.Errorf("traceback names %+v", a.Traceback[0])
+	}
+}
+
+// TestProfiledSurge learns a prefix's normal traffic, then quadruples it below every fixed
+// threshold: the profiled rule raises it against the baseline, with severity over expected.
+func TestProfiledSurge(t *testing.T) {
+	cfg := testConfig()
+	bcfg := baseline.DefaultConfig()
+	bcfg.WarmUp = 5 * time.Minute
+	for _, n := range cfg.Networks {
+		bcfg.Networks = append(bcfg.Networks, baseline.Network{Name: n.Name, Prefixes: n.Prefixes})
+	}
+	bl, err := baseline.New(bcfg, baseline.Deps{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	set, err := signatures.Compile(rules.Default())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var events []Event
+	d, err := New(cfg, Deps{Rules: set, Baselines: bl, OnEvent: func(ev Event) { events = append(events, ev) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 50 web hosts, 8 kpps in all; from minute 15 on, each host gets four times as much.
+	web := func(host int, fps int) stream {
+		return stream{src: netip.MustParseAddr("203.0.113.5"), dst: netip.AddrFrom4([4]byte{192, 0, 2, byte(100 + host)}),
+			exporter: edge1, inIf: 3, proto: flow.ProtoTCP, flags: flow.FlagACK | flow.FlagPSH, sport: 443, dport: 50000,
+			flowsPerSec: fps, pkts: 40, bytesPerPk: 1000}
+	}
+	const surgeAt = 15 * 60
+	run(d, surgeAt+60, func(sec int) []stream {
+		var out []stream
+		for h := 0; h < 50; h++ {
+			fps := 4
+			if sec >= surgeAt {
+				fps = 16
+			}
+			out = append(out, web(h, fps))
+		}
+		return out
+	})
+	// The surge all enters by one interface, so that interface's baseline sees it too.
+	want := map[string]string{"prefix-traffic-surge": "192.0.2.0/24", "interface-traffic-surge": "127.0.0.11:3"}
+	var a *Anomaly
+	for _, ev := range events {
+		if ev.Type != "raised" {
+			continue
+		}
+		if want[ev.Anomaly.Rule] != ev.Anomaly.Resource.Key {
+			t.Errorf("unexpected: %s", ev.Anomaly.Summary())
+		}
+		if ev.Anomaly.Rule == "prefix-traffic-surge" {
+			a = &ev.Anomaly
+		}
+	}
+	if a == nil {
+		t.Fatal("no prefix-traffic-surge on 192.0.2.0/24")
+	}
+	if at := a.Start.Sub(time.Unix(0, t0)); at < surgeAt*time.Second {
+		t.Errorf("raised at %v, before the surge", at)
+	}
+	if a.Expected.PPS < 6000 || a.Expected.PPS > 10000 {
+		t.Errorf("expected %.0f pps, want about 8000", a.Expected.PPS)
+	}
+	if a.SeverityPct < 250 || a.SeverityPct > 600 {
+		t.Errorf("severity %.1f%%, want about 400%% of expected", a.SeverityPct)
 	}
 }

@@ -71,6 +71,12 @@ func (d *Detector) refresh(act *active, w *window, info *ruleInfo, now int64, se
 		a.Threshold = map[string]float64{metric: limit}
 		a.SeverityText = severityText(a.SeverityPct, metric, limit)
 	}
+	// Every anomaly shows what its resource normally carries, when the baseline knows.
+	if !info.profiled && !info.expected {
+		d.expect(w, info, now, &agg)
+	}
+	a.Expected = Rates{BPS: agg.ExpectedBPS, PPS: agg.ExpectedPPS, FPS: agg.ExpectedFPS}
+	d.markAnomalous(w, info, now-int64(d.cfg.Evaluate)-int64(time.Second), now)
 	a.History = appendHistory(a.History, Point{T: a.LastUpdate, BPS: agg.BPS, PPS: agg.PPS})
 	a.Importance = importance(info.rule.Importance, a.SeverityPct)
 	a.Traceback = d.traceback(w, agg)

@@ -184,6 +184,9 @@ type aggEnv struct {
 	ExpectedBPS      float64   `expr:"expected_bps"`
 	ExpectedPPS      float64   `expr:"expected_pps"`
 	ExpectedFPS      float64   `expr:"expected_fps"`
+	SpreadBPS        float64   `expr:"spread_bps"`
+	SpreadPPS        float64   `expr:"spread_pps"`
+	SpreadFPS        float64   `expr:"spread_fps"`
 	Limits           limitsEnv `expr:"limits"`
 }
 
@@ -241,4 +244,7 @@ var aggFields = fieldTable[Aggregates]{
 	"expected_bps":       floatField(aExpected, func(a *Aggregates) float64 { return a.ExpectedBPS }),
 	"expected_pps":       floatField(aExpected, func(a *Aggregates) float64 { return a.ExpectedPPS }),
 	"expected_fps":       floatField(aExpected, func(a *Aggregates) float64 { return a.ExpectedFPS }),
+	"spread_bps":         floatField(aExpected, func(a *Aggregates) float64 { return a.SpreadBPS }),
+	"spread_pps":         floatField(aExpected, func(a *Aggregates) float64 { return a.SpreadPPS }),
+	"spread_fps":         floatField(aExpected, func(a *Aggregates) float64 { return a.SpreadFPS }),
 }

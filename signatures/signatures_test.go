@@ -166,6 +166,12 @@ func TestDefaultRulesMatch(t *testing.T) {
 			fire: []flow.Record{tcp(443, fA|fP), udp(53, 40000, 1, 100), {}},
 			// It matches every flow by design: its threshold does the work.
 		},
+		"prefix-traffic-surge": {
+			fire: []flow.Record{tcp(443, fA|fP), udp(53, 40000, 1, 100), {}},
+		},
+		"interface-traffic-surge": {
+			fire: []flow.Record{tcp(443, fA|fP), udp(53, 40000, 1, 100), {}},
+		},
 		"carpet-bombing": {
 			fire: []flow.Record{tcp(443, fA|fP), udp(53, 40000, 1, 100), {}},
 			// Like host-total-traffic it takes every flow: distinct_dst in its threshold tells
@@ -832,6 +838,11 @@ func scenario(t *testing.T, set *Set, flows []flow.Record, seconds float64) []st
 		a.DistinctSrc, a.DistinctDst = float64(len(x.srcs)), float64(len(x.dsts))
 		a.DistinctSrcPort, a.DistinctDstPort = float64(len(x.sp)), float64(len(x.dp))
 		r := set.Rule(k.rule)
+		if r.Kind == "profiled" {
+			// Profiled rules fire against a learned baseline, which the detector supplies
+			// (and withholds while it warms up); detector tests cover them.
+			continue
+		}
 		if ok, _, _, _ := set.Threshold(k.rule).Check(&a); ok && a.Samples >= float64(r.MinSamples) && !slices.Contains(fired, r.Name) {
 			fired = append(fired, r.Name)
 		}

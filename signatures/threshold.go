@@ -23,6 +23,8 @@ type Aggregates struct {
 	// The resource's baseline for the current time (expected_bps, ...), 0 while it is
 	// still learning; profiled rules compare against it.
 	ExpectedBPS, ExpectedPPS, ExpectedFPS float64
+	// The baseline's spread (spread_bps, ...): how far normal traffic strays from expected.
+	SpreadBPS, SpreadPPS, SpreadFPS float64
 	// Limits are the resource's limits (limits.NAME): the configuration's group thresholds
 	// over the rule's defaults. A zero field means "not set" and reads as the rule's default.
 	Limits Limits

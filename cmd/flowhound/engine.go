@@ -9,12 +9,14 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"sort"
 	"sync"
 
 	"golang.org/x/sync/errgroup"
 
 	"github.com/flowhound/flowhound/alert"
 	"github.com/flowhound/flowhound/api"
+	"github.com/flowhound/flowhound/baseline"
 	"github.com/flowhound/flowhound/config"
 	"github.com/flowhound/flowhound/detector"
 	"github.com/flowhound/flowhound/flow"
@@ -39,6 +41,7 @@ type engine struct {
 	store     *store.Store
 	api       *api.Server
 	alerts    *alert.Alerter
+	baselines *baseline.Baselines
 	onEvent   func(detector.Event)
 }
 
@@ -87,7 +90,10 @@ func newEngine(cfg config.Config, log *slog.Logger, onEvent func(detector.Event)
 		e.listeners = append(e.listeners, l)
 		e.decoders = append(e.decoders, dec)
 	}
-	if e.det, err = detector.New(cfg.Detector(), detector.Deps{Rules: e.rules, Input: batches, OnEvent: e.event}); err != nil {
+	if e.baselines, err = newBaselines(cfg, e.store); err != nil {
+		return nil, err
+	}
+	if e.det, err = detector.New(cfg.Detector(), detector.Deps{Rules: e.rules, Input: batches, OnEvent: e.event, Baselines: e.baselines}); err != nil {
 		return nil, err
 	}
 	if cfg.API != "" {
@@ -97,6 +103,7 @@ func newEngine(cfg config.Config, log *slog.Logger, onEvent func(detector.Event)
 		}
 		e.api, err = api.New(api.Config{Addr: cfg.API, Token: token}, api.Deps{
 			Anomalies: e.book,
+			Resources: resources{e.baselines},
 			Rules:     func() any { return ruleList(e.rules) },
 			Exporters: func() any { return e.exporters() },
 			UI:        web.FS(),
@@ -164,6 +171,7 @@ func (e *engine) run(ctx context.Context) error {
 	}
 	eg.Go(func() error { return e.det.Run(ctx) })
 	eg.Go(func() error { return e.alerts.Run(ctx) })
+	eg.Go(func() error { return e.baselines.Run(ctx) })
 	if e.api != nil {
 		eg.Go(func() error { return e.api.Run(ctx) })
 	}
@@ -259,4 +267,74 @@ func (p *anomalyPrinter) count() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.raised
+}
+
+// newBaselines builds the baselines, restored from the store when there is one. Names give
+// resources the configured network and exporter names in the API.
+func newBaselines(cfg config.Config, st *store.Store) (*baseline.Baselines, error) {
+	names := map[string]string{}
+	for _, n := range cfg.Networks {
+		for _, p := range n.Prefixes {
+			names[p.String()] = n.Name
+		}
+	}
+	exporters := map[netip.Addr]detector.Exporter{}
+	for _, e := range cfg.Exporters {
+		exporters[e.Address] = e
+	}
+	deps := baseline.Deps{Names: func(k baseline.Key) string {
+		switch k.Kind {
+		case baseline.KindInterface:
+			if e, ok := exporters[k.Addr]; ok {
+				if ifc, ok := e.Interfaces[k.Index]; ok && ifc.Name != "" {
+					return e.Name + " " + ifc.Name
+				}
+				return e.Name
+			}
+		case baseline.KindPrefix, baseline.KindHost:
+			for _, n := range cfg.Networks {
+				for _, p := range n.Prefixes {
+					if p.Contains(k.Addr) {
+						return n.Name
+					}
+				}
+			}
+		}
+		return ""
+	}}
+	if st != nil {
+		deps.Store = st
+	}
+	return baseline.New(cfg.BaselineConfig(), deps)
+}
+
+// resources serves the baselines to the API.
+type resources struct{ b *baseline.Baselines }
+
+func (r resources) Top(typ string, limit int) (any, error) {
+	if typ == "" {
+		var all []baseline.Status
+		for _, k := range []baseline.Kind{baseline.KindInterface, baseline.KindPrefix, baseline.KindHost, baseline.KindPort, baseline.KindGlobal} {
+			all = append(all, r.b.Top(k, limit)...)
+		}
+		sort.SliceStable(all, func(i, j int) bool { return all[i].Expected.BPS > all[j].Expected.BPS })
+		if len(all) > limit {
+			all = all[:limit]
+		}
+		return all, nil
+	}
+	k, err := baseline.ParseKind(typ)
+	if err != nil {
+		return nil, err
+	}
+	return r.b.Top(k, limit), nil
+}
+
+func (r resources) Detail(typ, key string) (any, bool, error) {
+	k, err := baseline.ParseKey(typ, key)
+	if err != nil {
+		return nil, false, err
+	}
+	d, ok := r.b.Detail(k)
+	return d, ok, nil
 }

@@ -41,7 +41,12 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	out := newAnomalyPrinter(stdout, nil, false)
-	det, err := detector.New(cfg.Detector(), detector.Deps{Rules: set, OnEvent: out.event})
+	// Baselines learn in flow time as they would live; nothing is stored.
+	bl, err := newBaselines(cfg, nil)
+	if err != nil {
+		return err
+	}
+	det, err := detector.New(cfg.Detector(), detector.Deps{Rules: set, OnEvent: out.event, Baselines: bl})
 	if err != nil {
 		return err
 	}
