@@ -111,19 +111,29 @@ func New(cfg Config, deps Deps) (*Detector, error) {
 	for i := range cfg.Exporters {
 		d.names[cfg.Exporters[i].Address] = &cfg.Exporters[i]
 	}
-	byName := map[string]int{}
-	for i := 0; i < deps.Rules.Len(); i++ {
-		byName[deps.Rules.Rule(i).Name] = i
+	var err error
+	if d.rules, err = buildRules(cfg, deps.Rules); err != nil {
+		return nil, err
 	}
-	for i := 0; i < deps.Rules.Len(); i++ {
-		r := deps.Rules.Rule(i)
+	return d, nil
+}
+
+// buildRules derives what the detector needs from each compiled rule.
+func buildRules(cfg Config, set *signatures.Set) ([]ruleInfo, error) {
+	var infos []ruleInfo
+	byName := map[string]int{}
+	for i := 0; i < set.Len(); i++ {
+		byName[set.Rule(i).Name] = i
+	}
+	for i := 0; i < set.Len(); i++ {
+		r := set.Rule(i)
 		by, err := parseGroupBy(r.GroupBy)
 		if err != nil {
 			return nil, fmt.Errorf("rule %s: %w", r.Name, err)
 		}
 		ri := ruleInfo{
 			rule:      r,
-			threshold: deps.Rules.Threshold(i),
+			threshold: set.Threshold(i),
 			by:        by,
 			direction: r.Direction,
 			windowSec: max(int(time.Duration(r.Window)/time.Second), 1),
@@ -161,9 +171,56 @@ func New(cfg Config, deps Deps) (*Detector, error) {
 			}
 			ri.limits[g] = l
 		}
-		d.rules = append(d.rules, ri)
+		infos = append(infos, ri)
 	}
-	return d, nil
+	return infos, nil
+}
+
+// Reload swaps in a new rule set. Windows of rules that still exist (by name, with the same
+// window length) keep their state and their anomalies; the anomalies of removed rules end.
+// On error the old rules stay.
+func (d *Detector) Reload(set *signatures.Set) error {
+	infos, err := buildRules(d.cfg, set)
+	if err != nil {
+		return err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	byName := map[string]int{}
+	for i := range infos {
+		byName[infos[i].rule.Name] = i
+	}
+	remap := make([]int, len(d.rules))
+	for i := range d.rules {
+		j, ok := byName[d.rules[i].rule.Name]
+		if !ok || infos[j].windowSec != d.rules[i].windowSec || infos[j].by != d.rules[i].by {
+			j = -1
+		}
+		remap[i] = j
+	}
+	now := d.lastEval
+	for i := 0; i < len(d.all); i++ {
+		w := d.all[i]
+		if j := remap[w.rule]; j >= 0 {
+			w.rule = j
+			continue
+		}
+		if w.anomaly != nil {
+			d.end(w, now)
+		}
+		d.drop(w)
+		i--
+	}
+	recent := map[windowKey]int64{}
+	for k, t := range d.recent {
+		if j := remap[k.rule]; j >= 0 {
+			recent[windowKey{res: k.res, rule: j}] = t
+		}
+	}
+	d.recent = recent
+	d.rules = infos
+	d.deps.Rules = set
+	return nil
 }
 
 // Run processes batches from deps.Input and evaluates on a ticker until ctx ends; the

@@ -310,3 +310,41 @@ func TestProfiledSurge(t *testing.T) {
 		t.Errorf("severity %.1f%%, want about 400%% of expected", a.SeverityPct)
 	}
 }
+
+// TestReload keeps the state of rules that survive a reload and ends the anomalies of
+// rules that are gone.
+func TestReload(t *testing.T) {
+	d, events := newTestDetector(t, testConfig())
+	flood := func(int) []stream {
+		return []stream{{dst: victim, exporter: edge1, inIf: 3, proto: flow.ProtoTCP, flags: flow.FlagSYN,
+			dport: 80, flowsPerSec: 5000, pkts: 1, bytesPerPk: 40, randomSrc: true}}
+	}
+	run(d, 3, flood)
+	if len(*events) != 1 || (*events)[0].Type != "raised" {
+		t.Fatalf("events %d, want one raise", len(*events))
+	}
+	same, _ := signatures.Compile(rules.Default())
+	if err := d.Reload(same); err != nil {
+		t.Fatal(err)
+	}
+	run(d, 3, flood)
+	if len(*events) != 1 {
+		t.Fatalf("a reload with the same rules raised again: %d events", len(*events))
+	}
+	var without []rules.Rule
+	for _, r := range rules.Default() {
+		if r.Name != "tcp-syn-flood" {
+			without = append(without, r)
+		}
+	}
+	set, _ := signatures.Compile(without)
+	if err := d.Reload(set); err != nil {
+		t.Fatal(err)
+	}
+	if last := (*events)[len(*events)-1]; last.Type != "ended" || last.Anomaly.Rule != "tcp-syn-flood" {
+		t.Fatalf("after removing the rule, last event %s %s", last.Type, last.Anomaly.Rule)
+	}
+	if len(d.Active()) != 0 {
+		t.Errorf("%d anomalies still active", len(d.Active()))
+	}
+}

@@ -30,6 +30,7 @@ import (
 // engine is the running product: listeners → detector → book/store/sinks, and the API.
 // serve, demo and the end-to-end tests build the same one.
 type engine struct {
+	mu        sync.Mutex // guards rules across reloads
 	cfg       config.Config
 	log       *slog.Logger
 	rules     *signatures.Set
@@ -104,7 +105,7 @@ func newEngine(cfg config.Config, log *slog.Logger, onEvent func(detector.Event)
 		e.api, err = api.New(api.Config{Addr: cfg.API, Token: token}, api.Deps{
 			Anomalies: e.book,
 			Resources: resources{e.baselines},
-			Rules:     func() any { return ruleList(e.rules) },
+			Rules:     func() any { return ruleList(e.currentRules()) },
 			Exporters: func() any { return e.exporters() },
 			UI:        web.FS(),
 			Log:       log,
@@ -161,6 +162,27 @@ func (e *engine) exporters() []ingest.ExporterStats {
 		out = append(out, d.Exporters()...)
 	}
 	return out
+}
+
+// reload recompiles the rule files and swaps them in; a bad file keeps the old rules.
+func (e *engine) reload() error {
+	set, err := compileRules(e.cfg.Rules)
+	if err != nil {
+		return fmt.Errorf("rules not reloaded, the old ones stay: %w", err)
+	}
+	if err := e.det.Reload(set); err != nil {
+		return fmt.Errorf("rules not reloaded, the old ones stay: %w", err)
+	}
+	e.mu.Lock()
+	e.rules = set
+	e.mu.Unlock()
+	return nil
+}
+
+func (e *engine) currentRules() *signatures.Set {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.rules
 }
 
 // run runs every component until ctx ends or one fails.

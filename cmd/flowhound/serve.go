@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
 
 	"github.com/flowhound/flowhound/config"
 	"github.com/flowhound/flowhound/detector"
@@ -45,5 +48,23 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if e.api != nil {
 		log.Info("api", "url", "http://"+e.api.Addr()+"/")
 	}
+	// SIGHUP reloads the rule files, as daemons do; a bad reload keeps the old rules.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				if err := e.reload(); err != nil {
+					log.Error("SIGHUP", "err", err)
+				} else {
+					log.Info("SIGHUP: rules reloaded", "rules", e.currentRules().Len())
+				}
+			}
+		}
+	}()
 	return e.run(ctx)
 }
