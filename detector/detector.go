@@ -28,6 +28,9 @@ type Deps struct {
 	OnEvent func(Event)
 	// Now is the clock for Run's evaluations; nil means time.Now.
 	Now func() time.Time
+	// Resume are the anomalies the last run left ongoing (from the store): the same
+	// attack picks up its id again, the others end after their hold.
+	Resume []Anomaly
 	// Baselines, if set, learn from every flow, give profiled rules their expected rates
 	// and are kept from learning attack traffic.
 	Baselines *baseline.Baselines
@@ -74,6 +77,8 @@ type Detector struct {
 	all      []*window
 	actives  map[*window]*active
 	recent   map[windowKey]int64 // last raise per rule and resource, for compound rules
+	resume   map[string]Anomaly  // by rule|resource key
+	started  int64               // first evaluation
 	matched  []uint16
 	ring     evidenceRing
 	lastEval int64
@@ -114,6 +119,12 @@ func New(cfg Config, deps Deps) (*Detector, error) {
 	var err error
 	if d.rules, err = buildRules(cfg, deps.Rules); err != nil {
 		return nil, err
+	}
+	d.resume = map[string]Anomaly{}
+	for _, a := range deps.Resume {
+		if a.Status != StatusEnded {
+			d.resume[a.Rule+"|"+a.Resource.Key] = a
+		}
 	}
 	return d, nil
 }
@@ -404,6 +415,9 @@ func (d *Detector) Evaluate(now int64) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.lastEval = now
+	if d.started == 0 {
+		d.started = now
+	}
 	sec := now / 1e9
 	var agg signatures.Aggregates
 	for i := 0; i < len(d.all); i++ {
@@ -475,6 +489,9 @@ func (d *Detector) Evaluate(now int64) {
 			}
 		}
 		w.decay()
+	}
+	if len(d.resume) > 0 {
+		d.endStale(now)
 	}
 	for k, t := range d.recent {
 		if now-t > maxWithin {

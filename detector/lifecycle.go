@@ -40,14 +40,52 @@ func (d *Detector) raise(w *window, info *ruleInfo, now int64, sev float64, metr
 		d.delay.Update(act.a.DetectionDelay)
 	}
 	act.ev.init(d.cfg.SnapshotFlows, uint64(now))
+	// An anomaly that was ongoing when the engine last stopped goes on under its own id:
+	// a restart is not a new attack, and its alerts were already sent.
+	kind := "raised"
+	if prev, ok := d.resume[r.Name+"|"+key]; ok {
+		delete(d.resume, r.Name+"|"+key)
+		act.a.ID, act.a.Start, act.a.Peak, act.a.SeverityPct = prev.ID, prev.Start, prev.Peak, prev.SeverityPct
+		act.a.Threshold, act.a.SeverityText, act.a.History = prev.Threshold, prev.SeverityText, prev.History
+		act.a.DetectionDelay = prev.DetectionDelay
+		kind = "updated"
+	}
 	w.anomaly = act
 	d.actives[w] = act
 	d.recent[windowKey{res: w.res, rule: w.rule}] = now
-	metrics.GetOrCreateCounter(`flowhound_anomalies_total{rule="` + r.Name + `"}`).Inc()
+	if kind == "raised" {
+		metrics.GetOrCreateCounter(`flowhound_anomalies_total{rule="` + r.Name + `"}`).Inc()
+	}
 	d.refresh(act, w, info, now, sev, metric, limit, agg)
 	act.lastReport = now
-	d.deps.OnEvent(Event{Type: "raised", Anomaly: act.copy()})
+	d.deps.OnEvent(Event{Type: kind, Anomaly: act.copy()})
 }
+
+// endStale ends the anomalies left ongoing by the last run that have not come back within
+// their rule's hold: their alerts get the end (and scripts their unban) they would have
+// had without the restart.
+func (d *Detector) endStale(now int64) {
+	for k, a := range d.resume {
+		hold := int64(defaultHold)
+		if d.cfg.Hold > 0 {
+			hold = int64(d.cfg.Hold)
+		}
+		for i := range d.rules {
+			if d.rules[i].rule.Name == a.Rule && d.cfg.Hold == 0 {
+				hold = d.rules[i].hold
+			}
+		}
+		if now-d.started < hold {
+			continue
+		}
+		delete(d.resume, k)
+		end := time.Unix(0, now).UTC()
+		a.Status, a.End, a.LastUpdate = StatusEnded, &end, end
+		d.deps.OnEvent(Event{Type: "ended", Anomaly: a})
+	}
+}
+
+const defaultHold = 60 * time.Second
 
 func (d *Detector) update(act *active, w *window, info *ruleInfo, now int64, sev float64, metric string, limit float64, agg signatures.Aggregates) {
 	d.refresh(act, w, info, now, sev, metric, limit, agg)

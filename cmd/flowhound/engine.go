@@ -11,6 +11,7 @@ import (
 	"os"
 	"sort"
 	"sync"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 
@@ -94,7 +95,7 @@ func newEngine(cfg config.Config, log *slog.Logger, onEvent func(detector.Event)
 	if e.baselines, err = newBaselines(cfg, e.store); err != nil {
 		return nil, err
 	}
-	if e.det, err = detector.New(cfg.Detector(), detector.Deps{Rules: e.rules, Input: batches, OnEvent: e.event, Baselines: e.baselines}); err != nil {
+	if e.det, err = detector.New(cfg.Detector(), detector.Deps{Rules: e.rules, Input: batches, OnEvent: e.event, Baselines: e.baselines, Resume: e.ongoing()}); err != nil {
 		return nil, err
 	}
 	if cfg.API != "" {
@@ -154,6 +155,12 @@ func (e *engine) loadAnomalies() error {
 		e.book.put(a)
 	}
 	return nil
+}
+
+// ongoing lists the stored anomalies that the last run left ongoing.
+func (e *engine) ongoing() []detector.Anomaly {
+	list, _ := e.book.List(detector.StatusOngoing, time.Time{})
+	return list
 }
 
 func (e *engine) exporters() []ingest.ExporterStats {
