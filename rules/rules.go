@@ -15,23 +15,23 @@ import (
 // keys them into resources with GroupBy and Direction, aggregates them over a sliding
 // Window and raises an anomaly on that resource when Threshold holds.
 type Rule struct {
-	Name        string             `yaml:"name"`        // [a-z0-9-]+, unique
-	Kind        string             `yaml:"kind"`        // signature | misuse | profiled | compound
-	Description string             `yaml:"description"` // what the rule detects, one line
-	References  []string           `yaml:"references"`  // URLs, CVEs, RFCs
-	Match       Expr               `yaml:"match"`       // per-flow expression; empty matches every flow
-	GroupBy     []string           `yaml:"group_by"`    // the resource: one of GroupByKeys
-	Direction   string             `yaml:"direction"`   // incoming | outgoing | internal | any
-	Window      Duration           `yaml:"window"`      // sliding window the aggregates cover
-	Threshold   Expr               `yaml:"threshold"`   // expression over the window's aggregates
-	Limits      map[string]float64 `yaml:"limits"`      // default per-host limits (LimitNames); config thresholds override them
-	Importance  string             `yaml:"importance"`  // low | medium | high
-	For         Duration           `yaml:"for"`         // the threshold must hold this long before the anomaly is raised
-	Hold        Duration           `yaml:"hold"`        // quiet time before an anomaly ends
-	After       string             `yaml:"after"`       // compound: fires only if rule After fired on the same resource...
-	Within      Duration           `yaml:"within"`      // ...within this long before
-	MinSamples  int                `yaml:"min_samples"` // sampled packets the window needs before it may fire
-	Pos         Position           `yaml:"-"`           // where the rule starts
+	Name        string             `yaml:"name" json:"name,omitempty"`               // [a-z0-9-]+, unique
+	Kind        string             `yaml:"kind" json:"kind,omitempty"`               // signature | misuse | profiled | compound
+	Description string             `yaml:"description" json:"description,omitempty"` // what the rule detects, one line
+	References  []string           `yaml:"references" json:"references,omitempty"`   // URLs, CVEs, RFCs
+	Match       Expr               `yaml:"match" json:"match,omitempty"`             // per-flow expression; empty matches every flow
+	GroupBy     []string           `yaml:"group_by" json:"group_by,omitempty"`       // the resource: one of GroupByKeys
+	Direction   string             `yaml:"direction" json:"direction,omitempty"`     // incoming | outgoing | internal | any
+	Window      Duration           `yaml:"window" json:"window,omitempty"`           // sliding window the aggregates cover
+	Threshold   Expr               `yaml:"threshold" json:"threshold,omitempty"`     // expression over the window's aggregates
+	Limits      map[string]float64 `yaml:"limits" json:"limits,omitempty"`           // default per-host limits (LimitNames); config thresholds override them
+	Importance  string             `yaml:"importance" json:"importance,omitempty"`   // low | medium | high
+	For         Duration           `yaml:"for" json:"for,omitempty"`                 // the threshold must hold this long before the anomaly is raised
+	Hold        Duration           `yaml:"hold" json:"hold,omitempty"`               // quiet time before an anomaly ends
+	After       string             `yaml:"after" json:"after,omitempty"`             // compound: fires only if rule After fired on the same resource...
+	Within      Duration           `yaml:"within" json:"within,omitempty"`           // ...within this long before
+	MinSamples  int                `yaml:"min_samples" json:"min_samples,omitempty"` // sampled packets the window needs before it may fire
+	Pos         Position           `yaml:"-" json:"-"`                               // where the rule starts
 
 	keys map[string]Position // positions of the keys as written ("limits.syn_pps" for limit keys)
 }
