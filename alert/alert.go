@@ -392,7 +392,9 @@ func (a *Alerter) Notify(ev detector.Event) error {
 	}
 	var targets []*queue
 	for _, q := range a.queues {
-		if q.s.wants(typ) {
+		// Ban scripts act on attack resources: an exporter's health is not an address
+		// to block, and a FastNetMon script would take it for one.
+		if q.s.wants(typ) && !(an.Kind == "health" && q.s.kind() == "exec") {
 			targets = append(targets, q)
 		}
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/flowhound/flowhound/alert"
 	"github.com/flowhound/flowhound/baseline"
 	"github.com/flowhound/flowhound/detector"
+	"github.com/flowhound/flowhound/health"
 )
 
 // Config is the whole configuration file (DESIGN.md "Config").
@@ -28,6 +29,7 @@ type Config struct {
 	Detection   Detection           `yaml:"detection"`
 	Alerts      alert.Config        `yaml:"alerts"`
 	Baseline    baseline.Config     `yaml:"baseline"`
+	Health      health.Config       `yaml:"health"`
 }
 
 // Listen holds the UDP listeners' addresses; an empty string disables one.
@@ -54,6 +56,7 @@ func Default() Config {
 		Store:       "./flowhound-data",
 		Detection:   Detection{Evaluate: Duration(d.Evaluate), MaxWindows: d.MaxWindows},
 		Baseline:    baseline.DefaultConfig(),
+		Health:      health.DefaultConfig(),
 	}
 }
 
@@ -120,6 +123,9 @@ func (c *Config) Validate() error {
 		errs = append(errs, err)
 	}
 	if err := c.Alerts.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Health.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	b := c.BaselineConfig()

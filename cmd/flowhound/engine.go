@@ -21,6 +21,7 @@ import (
 	"github.com/flowhound/flowhound/config"
 	"github.com/flowhound/flowhound/detector"
 	"github.com/flowhound/flowhound/flow"
+	"github.com/flowhound/flowhound/health"
 	"github.com/flowhound/flowhound/ingest"
 	"github.com/flowhound/flowhound/rules"
 	"github.com/flowhound/flowhound/signatures"
@@ -44,6 +45,7 @@ type engine struct {
 	api       *api.Server
 	alerts    *alert.Alerter
 	baselines *baseline.Baselines
+	health    *health.Monitor
 	onEvent   func(detector.Event)
 }
 
@@ -98,6 +100,13 @@ func newEngine(cfg config.Config, log *slog.Logger, onEvent func(detector.Event)
 	if e.det, err = detector.New(cfg.Detector(), detector.Deps{Rules: e.rules, Input: batches, OnEvent: e.event, Baselines: e.baselines, Resume: e.ongoing()}); err != nil {
 		return nil, err
 	}
+	names := map[netip.Addr]string{}
+	for _, x := range cfg.Exporters {
+		names[x.Address] = x.Name
+	}
+	if e.health, err = health.New(cfg.Health, health.Deps{Exporters: e.exporters, OnEvent: e.healthEvent, Names: names}); err != nil {
+		return nil, err
+	}
 	if cfg.API != "" {
 		token := ""
 		if cfg.APITokenEnv != "" {
@@ -134,6 +143,10 @@ func (e *engine) event(ev detector.Event) {
 		e.onEvent(ev)
 	}
 }
+
+// healthEvent records an exporter's health anomaly like any other. The monitor runs in its
+// own goroutine; the book, store and outbox are safe for that.
+func (e *engine) healthEvent(ev detector.Event) { e.event(ev) }
 
 const nsAnomalies = "anomaly"
 
@@ -201,6 +214,7 @@ func (e *engine) run(ctx context.Context) error {
 	eg.Go(func() error { return e.det.Run(ctx) })
 	eg.Go(func() error { return e.alerts.Run(ctx) })
 	eg.Go(func() error { return e.baselines.Run(ctx) })
+	eg.Go(func() error { return e.health.Run(ctx) })
 	if e.api != nil {
 		eg.Go(func() error { return e.api.Run(ctx) })
 	}
