@@ -38,6 +38,45 @@ type Resources interface {
 	Detail(typ, key string) (any, bool, error)
 }
 
+// Notes are what operators add to anomalies: an acknowledgement and comments.
+type Notes interface {
+	Get(id string) (AnomalyNotes, error)
+	Ack(id, by, note string) error
+	Comment(id, by, text string) error
+}
+
+// AnomalyNotes is an anomaly's acknowledgement and comments.
+type AnomalyNotes struct {
+	Ack      *Note  `json:"ack,omitempty"`
+	Comments []Note `json:"comments,omitempty"`
+}
+
+// Note is one acknowledgement or comment.
+type Note struct {
+	By   string    `json:"by"`
+	At   time.Time `json:"at"`
+	Text string    `json:"text,omitempty"`
+}
+
+// Suppression silences the alerts of anomalies that match it until it expires; the
+// anomalies are still detected, stored and shown.
+type Suppression struct {
+	ID       string    `json:"id"`
+	Rule     string    `json:"rule,omitempty"`     // empty: any rule
+	Resource string    `json:"resource,omitempty"` // resource key; empty: any
+	Until    time.Time `json:"until"`
+	Reason   string    `json:"reason"`
+	By       string    `json:"by"`
+	Created  time.Time `json:"created"`
+}
+
+// Suppressions keeps the suppressions.
+type Suppressions interface {
+	List() ([]Suppression, error)
+	Add(s Suppression) (Suppression, error)
+	Delete(id string) (bool, error)
+}
+
 // Config says where the API listens.
 type Config struct {
 	Addr  string `yaml:"addr"`
@@ -51,6 +90,8 @@ type Deps struct {
 	Resources Resources
 	Rules     func() any
 	Exporters func() any
+	Notes     Notes
+	Suppress  Suppressions
 	UI        fs.FS // static files served at /
 	Log       *slog.Logger
 }
@@ -102,6 +143,11 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /api/resources", s.auth(s.listResources))
 	mux.HandleFunc("GET /api/resources/{type}/{key...}", s.auth(s.getResource))
 	mux.HandleFunc("GET /api/rules", s.auth(s.listRules))
+	mux.HandleFunc("POST /api/anomalies/{id}/ack", s.auth(s.ack))
+	mux.HandleFunc("POST /api/anomalies/{id}/comments", s.auth(s.comment))
+	mux.HandleFunc("GET /api/suppressions", s.auth(s.listSuppressions))
+	mux.HandleFunc("POST /api/suppressions", s.auth(s.addSuppression))
+	mux.HandleFunc("DELETE /api/suppressions/{id}", s.auth(s.deleteSuppression))
 	mux.HandleFunc("GET /api/exporters", s.auth(s.listExporters))
 	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
@@ -195,7 +241,17 @@ func (s *Server) getAnomaly(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Query().Get("download") != "" {
 			w.Header().Set("Content-Disposition", `attachment; filename="anomaly-`+a.ID+`.json"`)
 		}
-		writeJSON(w, a)
+		var notes AnomalyNotes
+		if s.deps.Notes != nil {
+			if notes, err = s.deps.Notes.Get(a.ID); err != nil {
+				writeError(w, http.StatusInternalServerError, err.Error())
+				return
+			}
+		}
+		writeJSON(w, struct {
+			detector.Anomaly
+			AnomalyNotes
+		}{a, notes})
 	}
 }
 
@@ -279,4 +335,139 @@ func writeError(w http.ResponseWriter, code int, msg string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
 	json.NewEncoder(w).Encode(map[string]string{"error": msg})
+}
+
+// maxBody bounds request bodies: notes are short.
+const maxBody = 64 << 10
+
+func readBody(w http.ResponseWriter, r *http.Request, v any) bool {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		writeError(w, http.StatusBadRequest, "body: "+err.Error())
+		return false
+	}
+	return true
+}
+
+// annotated checks that the anomaly exists and notes are available.
+func (s *Server) annotated(w http.ResponseWriter, id string) bool {
+	if s.deps.Notes == nil || s.deps.Anomalies == nil {
+		writeError(w, http.StatusServiceUnavailable, "notes are not available")
+		return false
+	}
+	if _, ok, err := s.deps.Anomalies.Get(id); err != nil || !ok {
+		writeError(w, http.StatusNotFound, "no anomaly "+strconv.Quote(id))
+		return false
+	}
+	return true
+}
+
+func (s *Server) ack(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	var body struct {
+		By   string `json:"by"`
+		Note string `json:"note"`
+	}
+	if !s.annotated(w, id) || !readBody(w, r, &body) {
+		return
+	}
+	if body.By == "" {
+		writeError(w, http.StatusBadRequest, "by: who acknowledges is required")
+		return
+	}
+	if err := s.deps.Notes.Ack(id, body.By, body.Note); err != nil {
+		writeError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	n, _ := s.deps.Notes.Get(id)
+	writeJSON(w, n)
+}
+
+func (s *Server) comment(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	var body struct {
+		By   string `json:"by"`
+		Text string `json:"text"`
+	}
+	if !s.annotated(w, id) || !readBody(w, r, &body) {
+		return
+	}
+	if body.By == "" || body.Text == "" {
+		writeError(w, http.StatusBadRequest, "by and text are required")
+		return
+	}
+	if err := s.deps.Notes.Comment(id, body.By, body.Text); err != nil {
+		writeError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	n, _ := s.deps.Notes.Get(id)
+	writeJSON(w, n)
+}
+
+func (s *Server) listSuppressions(w http.ResponseWriter, r *http.Request) {
+	if s.deps.Suppress == nil {
+		writeError(w, http.StatusServiceUnavailable, "suppressions are not available")
+		return
+	}
+	list, err := s.deps.Suppress.List()
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	if list == nil {
+		list = []Suppression{}
+	}
+	writeJSON(w, map[string]any{"suppressions": list})
+}
+
+func (s *Server) addSuppression(w http.ResponseWriter, r *http.Request) {
+	if s.deps.Suppress == nil {
+		writeError(w, http.StatusServiceUnavailable, "suppressions are not available")
+		return
+	}
+	var body struct {
+		Rule     string `json:"rule"`
+		Resource string `json:"resource"`
+		For      string `json:"for"` // a duration, e.g. "2h"
+		Reason   string `json:"reason"`
+		By       string `json:"by"`
+	}
+	if !readBody(w, r, &body) {
+		return
+	}
+	d, err := time.ParseDuration(body.For)
+	if err != nil || d <= 0 || d > 90*24*time.Hour {
+		writeError(w, http.StatusBadRequest, "for: want a duration up to 90 days, e.g. 2h")
+		return
+	}
+	if body.Reason == "" || body.By == "" {
+		writeError(w, http.StatusBadRequest, "reason and by are required")
+		return
+	}
+	now := time.Now().UTC()
+	sup, err := s.deps.Suppress.Add(Suppression{Rule: body.Rule, Resource: body.Resource, Until: now.Add(d), Reason: body.Reason, By: body.By, Created: now})
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusCreated)
+	json.NewEncoder(w).Encode(sup)
+}
+
+func (s *Server) deleteSuppression(w http.ResponseWriter, r *http.Request) {
+	if s.deps.Suppress == nil {
+		writeError(w, http.StatusServiceUnavailable, "suppressions are not available")
+		return
+	}
+	ok, err := s.deps.Suppress.Delete(r.PathValue("id"))
+	switch {
+	case err != nil:
+		writeError(w, http.StatusInternalServerError, err.Error())
+	case !ok:
+		writeError(w, http.StatusNotFound, "no suppression "+strconv.Quote(r.PathValue("id")))
+	default:
+		w.WriteHeader(http.StatusNoContent)
+	}
 }

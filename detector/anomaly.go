@@ -42,6 +42,8 @@ type Anomaly struct {
 	// History is the observed rate at each evaluation, for the anomaly's chart; long
 	// anomalies keep every other point when it fills (bounded by maxHistory).
 	History []Point `json:"history,omitempty"`
+	// Suppressed names the operator suppression that kept this anomaly's alerts back.
+	Suppressed string `json:"suppressed,omitempty"`
 	// DetectionDelay is from the first arrival of the attack's flows to the raise, in seconds.
 	DetectionDelay float64 `json:"detection_delay_s"`
 }

@@ -46,6 +46,7 @@ type engine struct {
 	alerts    *alert.Alerter
 	baselines *baseline.Baselines
 	health    *health.Monitor
+	notes     *notebook
 	onEvent   func(detector.Event)
 }
 
@@ -69,6 +70,9 @@ func newEngine(cfg config.Config, log *slog.Logger, onEvent func(detector.Event)
 		if err := e.loadAnomalies(); err != nil {
 			return nil, err
 		}
+	}
+	if e.notes, err = newNotebook(e.store); err != nil {
+		return nil, err
 	}
 	// The outbox lives in the store; without one (demo) it is in memory.
 	if e.alerts, err = alert.New(cfg.Alerts, alert.Deps{Store: e.store, Log: log}); err != nil {
@@ -115,6 +119,8 @@ func newEngine(cfg config.Config, log *slog.Logger, onEvent func(detector.Event)
 		e.api, err = api.New(api.Config{Addr: cfg.API, Token: token}, api.Deps{
 			Anomalies: e.book,
 			Resources: resources{e.baselines},
+			Notes:     e.notes,
+			Suppress:  e.notes,
 			Rules:     func() any { return ruleList(e.currentRules()) },
 			Exporters: func() any { return e.exporters() },
 			UI:        web.FS(),
@@ -129,6 +135,13 @@ func newEngine(cfg config.Config, log *slog.Logger, onEvent func(detector.Event)
 
 // event records an anomaly change in the book and the store, then passes it on.
 func (e *engine) event(ev detector.Event) {
+	// A suppressed anomaly is detected, stored and shown, but its alerts stay back; one
+	// suppressed at its raise stays so to its end, so that no end arrives without a start.
+	if prev, ok, _ := e.book.Get(ev.Anomaly.ID); ok && prev.Suppressed != "" {
+		ev.Anomaly.Suppressed = prev.Suppressed
+	} else if ev.Type == "raised" {
+		ev.Anomaly.Suppressed = e.notes.suppressed(&ev.Anomaly, time.Now())
+	}
 	e.book.put(ev.Anomaly)
 	if e.store != nil {
 		if err := e.store.Put(nsAnomalies, []byte(ev.Anomaly.ID), ev.Anomaly.JSON()); err != nil {
@@ -136,8 +149,10 @@ func (e *engine) event(ev detector.Event) {
 			e.log.Error("store: saving anomaly", "id", ev.Anomaly.ID, "err", err)
 		}
 	}
-	if err := e.alerts.Notify(ev); err != nil {
-		e.log.Error("alerts: queueing", "id", ev.Anomaly.ID, "err", err)
+	if ev.Anomaly.Suppressed == "" {
+		if err := e.alerts.Notify(ev); err != nil {
+			e.log.Error("alerts: queueing", "id", ev.Anomaly.ID, "err", err)
+		}
 	}
 	if e.onEvent != nil {
 		e.onEvent(ev)
