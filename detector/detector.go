@@ -3,11 +3,13 @@
 package detector
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"hash/fnv"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -73,15 +75,17 @@ type Detector struct {
 	// states holds each resource's windows, one per rule that matched it: a flow costs one
 	// map lookup per resource it touches, however many rules it matches there. all lists
 	// every window for the evaluation sweep, which a slice walks faster than a map.
-	states   map[resource]*resState
-	all      []*window
-	actives  map[*window]*active
-	recent   map[windowKey]int64 // last raise per rule and resource, for compound rules
-	resume   map[string]Anomaly  // by rule|resource key
-	started  int64               // first evaluation
-	matched  []uint16
-	ring     evidenceRing
-	lastEval int64
+	states  map[resource]*resState
+	all     []*window
+	actives map[*window]*active
+	recent  map[windowKey]int64 // last raise per rule and resource, for compound rules
+	resume  map[string]Anomaly  // by rule|resource key
+	// explained is, per monitored prefix, the traffic of host anomalies inside it.
+	explained []Rates
+	started   int64 // first evaluation
+	matched   []uint16
+	ring      evidenceRing
+	lastEval  int64
 
 	processed *metrics.Counter
 	delay     *metrics.Histogram
@@ -419,76 +423,21 @@ func (d *Detector) Evaluate(now int64) {
 		d.started = now
 	}
 	sec := now / 1e9
-	var agg signatures.Aggregates
-	for i := 0; i < len(d.all); i++ {
-		w := d.all[i]
-		info := &d.rules[w.rule]
-		if w.anomaly == nil && w.idle(sec) {
-			d.drop(w)
-			i-- // the last window moved into this place
-			continue
+	// Hosts go first: their anomalies explain part of their prefix's traffic, and a prefix
+	// is only carpet-bombed by what its host anomalies do not already account for.
+	for pass := 0; pass < 2; pass++ {
+		if pass == 1 {
+			d.explain()
 		}
-		bps, pps, fps, samples := w.totals(now)
-		agg = signatures.Aggregates{BPS: bps, PPS: pps, FPS: fps, Samples: samples,
-			Limits: info.limits[w.group+1]}
-		// Distinct sketches turn over every half window; the union of the current and the
-		// previous half covers between a half and a whole window.
-		epoch := sec / max(int64(len(w.slots))/2, 1)
-		if w.srcs != nil {
-			w.srcs.roll(epoch)
-			agg.DistinctSrc = w.srcs.estimate()
-		}
-		if w.dsts != nil {
-			w.dsts.roll(epoch)
-			agg.DistinctDst = w.dsts.estimate()
-		}
-		if w.dports != nil {
-			w.dports.roll(epoch)
-			agg.DistinctDstPort = w.dports.estimate()
-		}
-		learned := true
-		if info.expected || info.profiled {
-			learned = d.expect(w, info, now, &agg)
-		}
-		fired, sev, metric, limit := info.threshold.Check(&agg)
-		if info.profiled {
-			fired = fired && learned
-			sev, limit = profiledSeverity(metric, &agg)
-		}
-		if fired && samples < info.minSample {
-			// Too few sampled packets to trust a rate scaled up from them.
-			fired = false
-		}
-		if fired && info.after >= 0 {
-			last, ok := d.recent[windowKey{res: w.res, rule: info.after}]
-			fired = ok && now-last <= info.within
-		}
-		switch {
-		case fired && w.anomaly == nil:
-			if w.pendingSince == 0 {
-				w.pendingSince = now
+		for i := 0; i < len(d.all); i++ {
+			w := d.all[i]
+			if (w.res.typ == resPrefix) != (pass == 1) {
+				continue
 			}
-			w.lastFired = now
-			if now-w.pendingSince >= info.forDur {
-				d.raise(w, info, now, sev, metric, limit, agg)
-			}
-		case fired:
-			w.lastFired = now
-			d.update(w.anomaly, w, info, now, sev, metric, limit, agg)
-		default:
-			w.pendingSince = 0
-			if a := w.anomaly; a != nil {
-				if now-w.lastFired >= info.hold {
-					d.end(w, now)
-				} else {
-					d.update(a, w, info, now, sev, metric, limit, agg)
-				}
-			}
-			if sev < 10 {
-				w.episodeStart = 0
+			if d.evaluate(w, now, sec) {
+				i-- // the window was dropped and the last one moved into its place
 			}
 		}
-		w.decay()
 	}
 	if len(d.resume) > 0 {
 		d.endStale(now)
@@ -496,6 +445,106 @@ func (d *Detector) Evaluate(now int64) {
 	for k, t := range d.recent {
 		if now-t > maxWithin {
 			delete(d.recent, k)
+		}
+	}
+}
+
+// evaluate scores one window and moves its anomaly along; it reports whether the window
+// was dropped as idle.
+func (d *Detector) evaluate(w *window, now, sec int64) bool {
+	info := &d.rules[w.rule]
+	if w.anomaly == nil && w.idle(sec) {
+		d.drop(w)
+		return true
+	}
+	bps, pps, fps, samples := w.totals(now)
+	if w.res.typ == resPrefix {
+		if i := d.nets.lookup(w.res.addr); i >= 0 && i < len(d.explained) {
+			ex := d.explained[i]
+			bps, pps, fps = max(bps-ex.BPS, 0), max(pps-ex.PPS, 0), max(fps-ex.FPS, 0)
+		}
+	}
+	agg := signatures.Aggregates{BPS: bps, PPS: pps, FPS: fps, Samples: samples,
+		Limits: info.limits[w.group+1]}
+	// Distinct sketches turn over every half window; the union of the current and the
+	// previous half covers between a half and a whole window.
+	epoch := sec / max(int64(len(w.slots))/2, 1)
+	if w.srcs != nil {
+		w.srcs.roll(epoch)
+		agg.DistinctSrc = w.srcs.estimate()
+	}
+	if w.dsts != nil {
+		w.dsts.roll(epoch)
+		agg.DistinctDst = w.dsts.estimate()
+	}
+	if w.dports != nil {
+		w.dports.roll(epoch)
+		agg.DistinctDstPort = w.dports.estimate()
+	}
+	learned := true
+	if info.expected || info.profiled {
+		learned = d.expect(w, info, now, &agg)
+	}
+	fired, sev, metric, limit := info.threshold.Check(&agg)
+	if info.profiled {
+		fired = fired && learned
+		sev, limit = profiledSeverity(metric, &agg)
+	}
+	if fired && samples < info.minSample {
+		// Too few sampled packets to trust a rate scaled up from them.
+		fired = false
+	}
+	if fired && info.after >= 0 {
+		last, ok := d.recent[windowKey{res: w.res, rule: info.after}]
+		fired = ok && now-last <= info.within
+	}
+	switch {
+	case fired && w.anomaly == nil:
+		if w.pendingSince == 0 {
+			w.pendingSince = now
+		}
+		w.lastFired = now
+		if now-w.pendingSince >= info.forDur {
+			d.raise(w, info, now, sev, metric, limit, agg)
+		}
+	case fired:
+		w.lastFired = now
+		d.update(w.anomaly, w, info, now, sev, metric, limit, agg)
+	default:
+		w.pendingSince = 0
+		if a := w.anomaly; a != nil {
+			if now-w.lastFired >= info.hold {
+				d.end(w, now)
+			} else {
+				d.update(a, w, info, now, sev, metric, limit, agg)
+			}
+		}
+		if sev < 10 {
+			w.episodeStart = 0
+		}
+	}
+	w.decay()
+	return false
+}
+
+// explain sums, per monitored prefix, the observed rates of the host anomalies inside it.
+func (d *Detector) explain() {
+	if cap(d.explained) < len(d.nets.prefixes) {
+		d.explained = make([]Rates, len(d.nets.prefixes))
+	}
+	d.explained = d.explained[:len(d.nets.prefixes)]
+	clear(d.explained)
+	// Walk the window slice, not the map of actives: sums in a fixed order keep replay
+	// repeatable to the last bit.
+	for _, w := range d.all {
+		if w.anomaly == nil || w.res.typ != resHost || d.rules[w.rule].by != byDstAddr {
+			continue
+		}
+		if i := d.nets.lookup(w.res.addr); i >= 0 {
+			o := w.anomaly.a.Observed
+			d.explained[i].BPS += o.BPS
+			d.explained[i].PPS += o.PPS
+			d.explained[i].FPS += o.FPS
 		}
 	}
 }
@@ -527,6 +576,10 @@ func (d *Detector) Flush() []Anomaly {
 		d.finish(a, w)
 		out = append(out, a.a)
 	}
+	// Replay must print the same thing twice: not in the map's order.
+	slices.SortFunc(out, func(a, b Anomaly) int {
+		return cmp.Or(a.Start.Compare(b.Start), cmp.Compare(a.Rule, b.Rule), cmp.Compare(a.Resource.Key, b.Resource.Key))
+	})
 	return out
 }
 

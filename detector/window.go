@@ -132,15 +132,19 @@ func (w *window) addIngress(exp netip.Addr, inIf uint32, by, pk float64) {
 	*in = ingressCount{exporter: exp, inIf: inIf, bytes: in.bytes + by, packets: in.packets + pk}
 }
 
-// totals sums the window's seconds in (now-len, now] and returns per-second rates over the
-// time they cover: the current second only as far as it has run, and before the window
-// has filled, only the time since its first data. So a flood on a fresh resource shows its
-// real rate within its first second instead of being averaged with empty seconds.
-// minSpan keeps a lone burst of records from reading as an extreme rate.
+// totals returns the window's per-second rates and the sampled packets behind them.
+//
+// Rates are over the time the data really covers: the current second only as far as it
+// has run, and before the window has filled, only the time since its first data. So a
+// flood on a fresh resource shows its real rate within its first second instead of being
+// averaged with empty seconds. On a resource that already carries traffic the full window
+// would dilute a new flood for most of its length, so the last two seconds are measured
+// too and the higher of the two rates counts: a flood is seen within a second or two,
+// and it ends only when the whole window has calmed down.
 func (w *window) totals(nowNs int64) (bps, pps, fps, samples float64) {
 	now := nowNs / 1e9
 	n := int64(len(w.slots))
-	var by, pk, fl float64
+	var by, pk, fl, sBy, sPk, sFl float64
 	for i := range w.slots {
 		sl := &w.slots[i]
 		if sl.sec > now-n && sl.sec <= now {
@@ -148,15 +152,30 @@ func (w *window) totals(nowNs int64) (bps, pps, fps, samples float64) {
 			pk += sl.packets
 			fl += sl.flows
 			samples += sl.samples
+			if sl.sec > now-shortSecs {
+				sBy += sl.bytes
+				sPk += sl.packets
+				sFl += sl.flows
+			}
 		}
 	}
-	span := float64(n-1) + float64(nowNs%1e9)/1e9
+	frac := float64(nowNs%1e9) / 1e9
+	span := float64(n-1) + frac
+	short := float64(min(shortSecs, n)-1) + frac
 	if w.firstNs > 0 {
-		span = min(span, float64(nowNs-w.firstNs)/1e9)
+		since := float64(nowNs-w.firstNs) / 1e9
+		span, short = min(span, since), min(short, since)
 	}
-	span = max(span, minSpan)
-	return by * 8 / span, pk / span, fl / span, samples
+	span, short = max(span, minSpan), max(short, minSpan)
+	bps, pps, fps = by*8/span, pk/span, fl/span
+	if n > shortSecs {
+		bps, pps, fps = max(bps, sBy*8/short), max(pps, sPk/short), max(fps, sFl/short)
+	}
+	return bps, pps, fps, samples
 }
+
+// shortSecs is the span of the short rate, in seconds including the current one.
+const shortSecs = 2
 
 const minSpan = 0.5
 
