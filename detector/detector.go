@@ -71,6 +71,7 @@ type Detector struct {
 	rules []ruleInfo
 	nets  networks
 	names map[netip.Addr]*Exporter
+	roles bool // some interface is configured internal: dedupe transit sightings
 	mu    sync.Mutex
 	// states holds each resource's windows, one per rule that matched it: a flow costs one
 	// map lookup per resource it touches, however many rules it matches there. all lists
@@ -119,6 +120,9 @@ func New(cfg Config, deps Deps) (*Detector, error) {
 	}
 	for i := range cfg.Exporters {
 		d.names[cfg.Exporters[i].Address] = &cfg.Exporters[i]
+		for _, ifc := range cfg.Exporters[i].Interfaces {
+			d.roles = d.roles || ifc.Role == "internal"
+		}
 	}
 	var err error
 	if d.rules, err = buildRules(cfg, deps.Rules); err != nil {
@@ -280,6 +284,9 @@ func (d *Detector) Process(recs []flow.Record) {
 		}
 		now := r.Received / 1e9
 		scale := float64(r.Scale())
+		// Traffic from outside that a router reports entering by an internal interface was
+		// already counted where it came in at the edge: it joins the traceback, not the rates.
+		transit := d.roles && srcNet < 0 && d.internalIf(r.Exporter, r.InIf)
 		var lastRes resource
 		var st *resState
 		for _, ri := range d.matched {
@@ -303,11 +310,22 @@ func (d *Detector) Process(recs []flow.Record) {
 				}
 				w = d.newWindow(st, res, int(ri), group)
 			}
+			if transit {
+				w.addIngress(r.Exporter, r.InIf, float64(r.Bytes)*scale, float64(r.Packets)*scale)
+				continue
+			}
 			w.add(r, now, scale)
 			d.ring.push(w, r)
 		}
 	}
 	d.processed.Add(len(recs))
+}
+
+func (d *Detector) internalIf(exp netip.Addr, inIf uint32) bool {
+	if e := d.names[exp]; e != nil {
+		return e.Interfaces[inIf].Role == "internal"
+	}
+	return false
 }
 
 // resState is one resource's windows.

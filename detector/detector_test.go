@@ -348,3 +348,27 @@ func TestReload(t *testing.T) {
 		t.Errorf("%d anomalies still active", len(d.Active()))
 	}
 }
+
+// TestTransitCountsOnce: a flood that enters at the edge and crosses a core router is
+// reported by both; its rate counts once, and both appear in the traceback.
+func TestTransitCountsOnce(t *testing.T) {
+	cfg := testConfig()
+	core := netip.MustParseAddr("127.0.0.21")
+	cfg.Exporters = append(cfg.Exporters, Exporter{Address: core, Name: "core1", Interfaces: map[uint32]Interface{20: {Name: "Hu0/2/0/0", Role: "internal"}}})
+	d, events := newTestDetector(t, cfg)
+	flood := stream{dst: victim, exporter: edge1, inIf: 3, proto: flow.ProtoTCP, flags: flow.FlagSYN,
+		dport: 80, flowsPerSec: 3000, pkts: 1, bytesPerPk: 40, randomSrc: true}
+	seen := flood
+	seen.exporter, seen.inIf = core, 20
+	run(d, 5, func(int) []stream { return []stream{flood, seen} })
+	if len(*events) == 0 {
+		t.Fatal("no anomaly")
+	}
+	a := (*events)[len(*events)-1].Anomaly
+	if a.Observed.PPS > 3300 || a.Observed.PPS < 2700 {
+		t.Errorf("observed %.0f pps, want about 3000: the core router's copy counted again", a.Observed.PPS)
+	}
+	if len(a.Traceback) != 2 {
+		t.Errorf("traceback %+v, want the edge and the core", a.Traceback)
+	}
+}
