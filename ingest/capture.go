@@ -2,6 +2,8 @@ package ingest
 
 import (
 	"bufio"
+	"bytes"
+	"compress/gzip"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -27,6 +29,16 @@ func ReadCapture(r io.Reader, fn func(ts int64, src netip.Addr, payload []byte) 
 	// the reader keeps (notes/libraries.md: 2.4x faster than ReadPacketData).
 	br := bufio.NewReaderSize(r, 1<<16)
 	magic, err := br.Peek(4)
+	if err == nil && magic[0] == 0x1F && magic[1] == 0x8B {
+		// Decompressed here rather than by pcapgo, so that the guards below see the
+		// real headers.
+		zr, zerr := gzip.NewReader(br)
+		if zerr != nil {
+			return fmt.Errorf("ingest: capture: gzip: %w", zerr)
+		}
+		br = bufio.NewReaderSize(zr, 1<<16)
+		magic, err = br.Peek(4)
+	}
 	if err != nil {
 		if errors.Is(err, io.EOF) {
 			return errors.New("ingest: capture: empty input")
@@ -35,9 +47,9 @@ func ReadCapture(r io.Reader, fn func(ts int64, src netip.Addr, payload []byte) 
 	}
 	var next func() ([]byte, gopacket.CaptureInfo, error)
 	var link func(gopacket.CaptureInfo) layers.LinkType
-	switch m := binary.BigEndian.Uint32(magic); {
-	case m == 0x0A0D0D0A:
-		ng, err := pcapgo.NewNgReader(br, pcapgo.NgReaderOptions{WantMixedLinkType: true, SkipUnknownVersion: true})
+	switch m := binary.BigEndian.Uint32(magic); m {
+	case 0x0A0D0D0A:
+		ng, err := pcapgo.NewNgReader(&ngGuard{r: br}, pcapgo.NgReaderOptions{WantMixedLinkType: true, SkipUnknownVersion: true})
 		if err != nil {
 			return fmt.Errorf("ingest: capture: pcapng: %w", err)
 		}
@@ -50,8 +62,21 @@ func ReadCapture(r io.Reader, fn func(ts int64, src netip.Addr, payload []byte) 
 			}
 			return ng.LinkType()
 		}
-	case m == 0xA1B2C3D4, m == 0xD4C3B2A1, m == 0xA1B23C4D, m == 0x4D3CB2A1, m>>16 == 0x1F8B:
-		pr, err := pcapgo.NewReader(br)
+	case 0xA1B2C3D4, 0xD4C3B2A1, 0xA1B23C4D, 0x4D3CB2A1:
+		// pcapgo sizes its packet buffer by the header's snap length: a file that
+		// claims 4 GiB would make it allocate 4 GiB. The header is clamped first.
+		hdr := make([]byte, 24)
+		if _, err := io.ReadFull(br, hdr); err != nil {
+			return fmt.Errorf("ingest: capture: pcap header: %w", err)
+		}
+		order := binary.ByteOrder(binary.LittleEndian)
+		if m == 0xA1B2C3D4 || m == 0xA1B23C4D {
+			order = binary.BigEndian
+		}
+		if order.Uint32(hdr[16:]) > maxSnapLen {
+			order.PutUint32(hdr[16:], maxSnapLen)
+		}
+		pr, err := pcapgo.NewReader(io.MultiReader(bytes.NewReader(hdr), br))
 		if err != nil {
 			return fmt.Errorf("ingest: capture: pcap: %w", err)
 		}
@@ -64,7 +89,7 @@ func ReadCapture(r io.Reader, fn func(ts int64, src netip.Addr, payload []byte) 
 
 	var ex udpExtractor
 	for n := 1; ; n++ {
-		data, ci, err := next()
+		data, ci, err := safeNext(next)
 		if err != nil {
 			if errors.Is(err, io.EOF) {
 				return nil
@@ -79,6 +104,116 @@ func ReadCapture(r io.Reader, fn func(ts int64, src netip.Addr, payload []byte) 
 			return err
 		}
 	}
+}
+
+// safeNext reads the next packet, turning a panic of the capture library into an
+// error: pcapgo trusts fields of the file it reads, and a malformed capture must make
+// `flowhound decode` report an error, not crash. ngGuard removes the causes known.
+func safeNext(next func() ([]byte, gopacket.CaptureInfo, error)) (data []byte, ci gopacket.CaptureInfo, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("malformed capture (%v)", p)
+		}
+	}()
+	return next()
+}
+
+// maxSnapLen bounds the packet size a capture may declare: libpcap's own maximum is
+// 256 KiB, and flow export datagrams are at most 64 KiB.
+const maxSnapLen = 1 << 20
+
+// ngGuard passes a pcapng stream through block by block, refusing blocks and packets
+// larger than maxSnapLen and clamping interface snap lengths, because pcapgo's NgReader
+// allocates whatever length a (possibly hostile) file declares.
+type ngGuard struct {
+	r     io.Reader
+	order binary.ByteOrder
+	buf   []byte // the current block
+	off   int    // bytes of buf already read out
+	hdr   [12]byte
+}
+
+func (g *ngGuard) Read(p []byte) (int, error) {
+	if g.off == len(g.buf) {
+		if err := g.nextBlock(); err != nil {
+			return 0, err
+		}
+	}
+	n := copy(p, g.buf[g.off:])
+	g.off += n
+	return n, nil
+}
+
+func (g *ngGuard) nextBlock() error {
+	if _, err := io.ReadFull(g.r, g.hdr[:8]); err != nil {
+		return err // io.EOF between blocks is the clean end
+	}
+	typ := binary.BigEndian.Uint32(g.hdr[:4])
+	if typ == 0x0A0D0D0A { // section header: its byte-order magic says how to read lengths
+		if _, err := io.ReadFull(g.r, g.hdr[8:12]); err != nil {
+			return io.ErrUnexpectedEOF
+		}
+		switch binary.LittleEndian.Uint32(g.hdr[8:12]) {
+		case 0x1A2B3C4D:
+			g.order = binary.LittleEndian
+		case 0x4D3C2B1A:
+			g.order = binary.BigEndian
+		default:
+			return errors.New("pcapng: bad byte-order magic")
+		}
+	}
+	if g.order == nil {
+		return errors.New("pcapng: block before the section header")
+	}
+	length := g.order.Uint32(g.hdr[4:8])
+	if length < 12 || length > maxSnapLen+64 || length%4 != 0 {
+		return fmt.Errorf("pcapng: block length %d", length)
+	}
+	if cap(g.buf) < int(length) {
+		g.buf = make([]byte, length)
+	}
+	g.buf = g.buf[:length]
+	have := copy(g.buf, g.hdr[:8])
+	if typ == 0x0A0D0D0A {
+		have = copy(g.buf, g.hdr[:12])
+	}
+	if _, err := io.ReadFull(g.r, g.buf[have:]); err != nil {
+		return io.ErrUnexpectedEOF
+	}
+	g.off = 0
+	switch g.order.Uint32(g.buf[:4]) {
+	case 1: // interface description: link type, reserved, snap length (0: none), options
+		if length < 20 {
+			return fmt.Errorf("pcapng: interface block of %d bytes", length)
+		}
+		if snap := g.order.Uint32(g.buf[12:]); snap == 0 || snap > maxSnapLen {
+			g.order.PutUint32(g.buf[12:], maxSnapLen)
+		}
+		// if_tsresol: pcapgo divides by 10^n or 2^n computed in 64 bits, which
+		// overflows to 0 beyond 2^63 or 10^19.
+		for o := 16; o+4 <= int(length)-4; {
+			code, n := g.order.Uint16(g.buf[o:]), int(g.order.Uint16(g.buf[o+2:]))
+			if code == 0 {
+				break
+			}
+			if code == 9 {
+				// An empty option makes pcapgo read the previous option's bytes.
+				if n < 1 || o+4 >= len(g.buf) {
+					return errors.New("pcapng: empty interface time resolution")
+				}
+				res := g.buf[o+4]
+				if (res&0x80 != 0 && res&0x7F > 62) || (res&0x80 == 0 && res > 18) {
+					return fmt.Errorf("pcapng: interface time resolution %#x", res)
+				}
+			}
+			o += 4 + (n+3)&^3
+		}
+	case 2, 6: // packet, enhanced packet: captured length after interface and time
+		if length >= 32 && g.order.Uint32(g.buf[20:]) > length-32 {
+			return fmt.Errorf("pcapng: captured length %d in a %d-byte block", g.order.Uint32(g.buf[20:]), length)
+		}
+	}
+	return nil
 }
 
 // udpExtractor finds the UDP payload of a frame, reassembling IP fragments.

@@ -3,9 +3,11 @@ package ingest
 import (
 	"bytes"
 	"compress/gzip"
+	"encoding/binary"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -51,7 +53,7 @@ func readAll(t *testing.T, b []byte) ([]captured, error) {
 	return out, err
 }
 
-func writePcap(t *testing.T, lt layers.LinkType, frames ...[]byte) []byte {
+func writePcap(t testing.TB, lt layers.LinkType, frames ...[]byte) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	w := pcapgo.NewWriterNanos(&buf)
@@ -188,6 +190,48 @@ func TestReadCaptureFormats(t *testing.T) {
 	}
 	if _, err := readAll(t, pcap[:len(pcap)-5]); err == nil {
 		t.Error("truncated capture: no error")
+	}
+}
+
+// TestReadCaptureHostileSizes checks that a capture cannot make the reader allocate
+// what it declares: a 4 GiB snap length, a 4 GiB packet.
+func TestReadCaptureHostileSizes(t *testing.T) {
+	frame := ether(0x0800, ipv4Packet("192.0.2.1", "192.0.2.9", 17, 1, 0, false, udpDatagram(5000, 2055, []byte("hello"))))
+	pcap := writePcap(t, layers.LinkTypeEthernet, frame)
+	binary.LittleEndian.PutUint32(pcap[16:], 0xFFFFFFFF) // snap length
+
+	var ng bytes.Buffer
+	nw, err := pcapgo.NewNgWriterInterface(&ng, pcapgo.NgInterface{LinkType: layers.LinkTypeEthernet, SnapLength: 0}, pcapgo.DefaultNgWriterOptions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nw.WritePacket(gopacket.CaptureInfo{Timestamp: time.Unix(1700000000, 0), CaptureLength: len(frame), Length: len(frame)}, frame)
+	nw.Flush()
+	ngHuge := bytes.Clone(ng.Bytes())
+	// The enhanced packet block is the last one: claim a 4 GiB captured length.
+	epb := bytes.LastIndex(ngHuge, []byte{6, 0, 0, 0})
+	binary.LittleEndian.PutUint32(ngHuge[epb+20:], 0xFFFFFFF0)
+
+	for _, c := range []struct {
+		name    string
+		b       []byte
+		records int
+		err     bool
+	}{
+		{"pcap with a 4 GiB snap length", pcap, 1, false},
+		{"pcapng without a snap length", ng.Bytes(), 1, false},
+		{"pcapng packet of 4 GiB", ngHuge, 0, true},
+	} {
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		got, err := readAll(t, c.b)
+		runtime.ReadMemStats(&after)
+		if len(got) != c.records || (err != nil) != c.err {
+			t.Errorf("%s: %d datagrams, error %v", c.name, len(got), err)
+		}
+		if a := after.TotalAlloc - before.TotalAlloc; a > 8<<20 {
+			t.Errorf("%s: allocated %d MiB", c.name, a>>20)
+		}
 	}
 }
 

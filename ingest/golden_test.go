@@ -27,7 +27,11 @@ const goldenRecords = 10
 // goldenRecords) and the per-exporter accounting with testdata/golden. It covers what
 // the tshark oracle cannot: sampling rates from options data, Has bits, accounting.
 func TestGolden(t *testing.T) {
-	dir := capturesDir(t)
+	t.Run("shared", func(t *testing.T) { goldenCorpus(t, capturesDir(t)) })
+	t.Run("softflowd", func(t *testing.T) { goldenCorpus(t, filepath.Join("..", "testdata", "ingest", "softflowd")) })
+}
+
+func goldenCorpus(t *testing.T, dir string) {
 	rows, err := readIndex(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -157,7 +161,12 @@ func TestFuzzSeeds(t *testing.T) {
 		}
 		return
 	}
-	dir := capturesDir(t)
+	for _, dir := range []string{capturesDir(t), filepath.Join("..", "testdata", "ingest", "softflowd")} {
+		writeSeeds(t, dir)
+	}
+}
+
+func writeSeeds(t *testing.T, dir string) {
 	rows, err := readIndex(dir)
 	if err != nil {
 		t.Fatal(err)

@@ -142,9 +142,13 @@ func (d *Decoder) sflowFlowSample(ex *exporter, base *flow.Record, b []byte, exp
 		nrec = binary.BigEndian.Uint32(b[28:])
 		b = b[32:]
 	}
-	if ex.override != 0 {
+	switch {
+	case ex.override != 0:
 		r.SamplingRate = ex.override
-	} else if r.SamplingRate != 0 {
+	case r.SamplingRate > maxSamplingRate:
+		ex.drops[ReasonBadSampling]++
+		r.SamplingRate = 0
+	case r.SamplingRate != 0:
 		ex.setRate(r.SamplingRate, srcSFlow)
 	}
 	haveHeader := false
@@ -336,6 +340,11 @@ func parseIPv4(r *flow.Record, h []byte) {
 	r.SrcAddr = netip.AddrFrom4([4]byte(h[12:16]))
 	r.DstAddr = netip.AddrFrom4([4]byte(h[16:20]))
 	r.Has |= flow.HasSrcAddr | flow.HasDstAddr | flow.HasProto | flow.HasTOS
+	if r.Has&flow.HasBytes == 0 {
+		// No frame length (a PSAMP section without dataLinkFrameSize): the IP
+		// packet's own length is the best measure of its size.
+		r.Bytes, r.Has = uint64(binary.BigEndian.Uint16(h[2:])), r.Has|flow.HasBytes
+	}
 	if binary.BigEndian.Uint16(h[6:])&0x1FFF != 0 || len(h) < ihl {
 		return // a later fragment has no transport header
 	}
@@ -347,6 +356,9 @@ func parseIPv6(r *flow.Record, h []byte) {
 		return
 	}
 	r.TOS = uint8(binary.BigEndian.Uint16(h) >> 4)
+	if r.Has&flow.HasBytes == 0 {
+		r.Bytes, r.Has = 40+uint64(binary.BigEndian.Uint16(h[4:])), r.Has|flow.HasBytes
+	}
 	next := h[6]
 	r.SrcAddr = netip.AddrFrom16([16]byte(h[8:24])).Unmap()
 	r.DstAddr = netip.AddrFrom16([16]byte(h[24:40])).Unmap()

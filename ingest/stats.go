@@ -19,7 +19,7 @@ type ExporterStats struct {
 	// Drops counts, by reason, datagrams, sets, templates and records that were lost
 	// or refused. Quirks counts, by reason, oddities that cost nothing (a header count
 	// that disagrees with the records walked by length, trailing bytes, a field of an
-	// impossible length that was skipped).
+	// impossible length that was skipped, an absurd sampling rate that was ignored).
 	Drops  map[string]uint64
 	Quirks map[string]uint64
 
@@ -87,7 +87,7 @@ type InterfaceCounters struct {
 
 // quirk reports whether a reason costs nothing (counted under Quirks, not Drops).
 func (r Reason) quirk() bool {
-	return r == ReasonCountMismatch || r == ReasonLength || r == ReasonBadField
+	return r == ReasonCountMismatch || r == ReasonLength || r == ReasonBadField || r == ReasonBadSampling
 }
 
 type samplingSource uint8
@@ -286,6 +286,8 @@ func (dm *domain) seqDatagrams(seq uint32, n uint32) {
 
 // Exporters returns the accounting of every exporter seen, ordered by address.
 func (d *Decoder) Exporters() []ExporterStats {
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	out := make([]ExporterStats, 0, len(d.exporters)+1)
 	if d.overflow != nil && d.overflow.datagrams > 0 {
 		out = append(out, d.overflow.stats())

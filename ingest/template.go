@@ -45,18 +45,21 @@ type template struct {
 
 	w1, w2, w4, w8, wn []rop // fields read as integers, by width (wn: 3, 5, 6, 7 bytes)
 	a16                []rop // IPv6 addresses, read in place
+	sec                []rop // PSAMP packet sections, parsed in place
 	present            uint64
 	cond6              uint64 // IPv6 slots used only when not :: (the IPv4 one is there too)
 	has                uint32 // flow.Has* bits of the records it yields
 	startMode, endMode uint8  // tm* time encodings
+	obsMode            uint8  // tm* encoding of a PSAMP observation time
 }
 
 // rop is one field to read: where it is and which value slot it fills.
 type rop struct {
 	off uint16 // byte offset in a fixed-length record
 	idx uint16 // field index (variable-length records)
+	n   uint16 // field length (packet sections: up to 65535)
 	tg  uint8  // value slot
-	w   uint8  // width in bytes
+	w   uint8  // width in bytes of an integer field
 }
 
 // Value slots: where a field's value goes while a record is read. When a template
@@ -89,6 +92,9 @@ const (
 	tRate
 	tSampler
 	tSysInit
+	tObs   // PSAMP observation time: start and end of a one-packet record
+	tSecL2 // PSAMP dataLinkFrameSection
+	tSecIP // PSAMP ipHeaderPacketSection
 	// options data
 	tOptID
 	tOptInterval
@@ -123,6 +129,7 @@ const (
 	lenAddr6
 	lenUint // 1 to 8 bytes (reduced-size encoding)
 	lenNTP  // 8 bytes
+	lenAny  // any length, variable included (packet sections)
 )
 
 type ieInfo struct {
@@ -186,6 +193,15 @@ func init() {
 		48:  {tSampler, 0, lenUint, 0},
 		302: {tSampler, 1, lenUint, 0},
 		160: {tSysInit, 0, lenUint, 0},
+		// PSAMP packet reports (RFC 5476/5477): one sampled packet per record,
+		// decoded from its header like an sFlow sample.
+		315: {tSecL2, 0, lenAny, 0},
+		313: {tSecIP, 0, lenAny, 0},
+		312: {tBytes, 4, lenUint, 0}, // dataLinkFrameSize
+		323: {tObs, 0, lenUint, tmMs},
+		325: {tObs, 1, lenNTP, tmNTP},
+		324: {tObs, 2, lenNTP, tmNTP},
+		322: {tObs, 3, lenUint, tmSec},
 	}
 	optionIEs = map[uint16]ieInfo{
 		48:  {tOptID, 0, lenUint, 0},
@@ -223,6 +239,8 @@ func lenOK(lens uint8, n uint16) bool {
 		return n >= 1 && n <= 8
 	case lenNTP:
 		return n == 8
+	case lenAny:
+		return true
 	}
 	return false
 }
@@ -254,7 +272,7 @@ func compile(t *template, proto string, scope int, v9 bool) (warn, refuse error)
 		}
 		if f.len == 0 {
 			if warn == nil {
-				warn = &DecodeError{Proto: proto, Reason: ReasonBadField,
+				warn = &DecodeError{Proto: proto, Kind: ReasonBadField,
 					Detail: fmt.Sprintf("template %d field %d length 0", t.key.id, i+1)}
 			}
 			continue
@@ -268,7 +286,7 @@ func compile(t *template, proto string, scope int, v9 bool) (warn, refuse error)
 		}
 		if !lenOK(info.lens, f.len) {
 			if warn == nil {
-				warn = &DecodeError{Proto: proto, Reason: ReasonBadField,
+				warn = &DecodeError{Proto: proto, Kind: ReasonBadField,
 					Detail: fmt.Sprintf("template %d field %d (type %d) length %d", t.key.id, i+1, f.typ, f.len)}
 			}
 			continue
@@ -278,18 +296,18 @@ func compile(t *template, proto string, scope int, v9 bool) (warn, refuse error)
 			continue
 		}
 		c.ok, c.prio, c.mode = true, info.prio, info.mode
-		c.o = rop{off: uint16(min(fieldOff, 0xFFFF)), idx: uint16(i), tg: info.target, w: uint8(f.len)}
+		c.o = rop{off: uint16(min(fieldOff, 0xFFFF)), idx: uint16(i), n: f.len, tg: info.target, w: uint8(min(f.len, 0xFF))}
 	}
 	if minLen == 0 {
-		return warn, &DecodeError{Proto: proto, Reason: ReasonBadTemplate,
+		return warn, &DecodeError{Proto: proto, Kind: ReasonBadTemplate,
 			Detail: fmt.Sprintf("template %d: record length 0", t.key.id)}
 	}
 	if minLen > 0xFFFF-16 {
-		return warn, &DecodeError{Proto: proto, Reason: ReasonBadTemplate,
+		return warn, &DecodeError{Proto: proto, Kind: ReasonBadTemplate,
 			Detail: fmt.Sprintf("template %d: record length %d does not fit a datagram", t.key.id, minLen)}
 	}
 	t.recLen = minLen
-	t.w1, t.w2, t.w4, t.w8, t.wn, t.a16 = nil, nil, nil, nil, nil, nil
+	t.w1, t.w2, t.w4, t.w8, t.wn, t.a16, t.sec = nil, nil, nil, nil, nil, nil, nil
 	t.present, t.cond6, t.has = 0, 0, 0
 	for tg := range chosen {
 		c := &chosen[tg]
@@ -298,6 +316,10 @@ func compile(t *template, proto string, scope int, v9 bool) (warn, refuse error)
 		}
 		t.present |= bit << tg
 		t.has |= targetHas[tg]
+		if tg == int(tSecL2) || tg == int(tSecIP) {
+			t.sec = append(t.sec, c.o)
+			continue
+		}
 		switch c.o.w {
 		case 1:
 			t.w1 = append(t.w1, c.o)
@@ -318,7 +340,14 @@ func compile(t *template, proto string, scope int, v9 bool) (warn, refuse error)
 			t.cond6 |= bit << p[1]
 		}
 	}
-	t.startMode, t.endMode = chosen[tStart].mode, chosen[tEnd].mode
+	t.startMode, t.endMode, t.obsMode = chosen[tStart].mode, chosen[tEnd].mode, chosen[tObs].mode
+	if t.obsMode != tmNone && t.startMode == tmNone && t.endMode == tmNone {
+		t.has |= flow.HasStart | flow.HasEnd
+	}
+	if len(t.sec) > 0 {
+		// A packet report stands for the one packet it samples.
+		t.has |= flow.HasPackets
+	}
 	return warn, nil
 }
 
@@ -414,6 +443,11 @@ func (d *Decoder) decodeSet(g *dgram, t *template, body []byte, dst []flow.Recor
 	}
 	start := len(dst)
 	var err error
+	if len(body) < t.recLen && !allZero(body) {
+		// Not padding: a record longer than its set (an oversized field, or a set cut
+		// short). Nothing can be decoded; say so rather than drop it silently.
+		return dst, 0, d.fail(g.ex, g.proto, ReasonTruncated, "template %d: data set of %d bytes, shorter than one %d-byte record", t.key.id, len(body), t.recLen)
+	}
 	var v slots // slots a template does not fill stay 0 for all its records
 	if !t.variable {
 		n := len(body) / t.recLen
@@ -575,18 +609,55 @@ func (t *template) assemble(r *flow.Record, v *slots, rec []byte, offs []uint32,
 			r.NextHop = a
 		}
 	}
-	if t.startMode|t.endMode != 0 {
+	if len(t.sec) > 0 {
+		t.sections(r, rec, offs)
+	}
+	if t.startMode|t.endMode|t.obsMode != 0 {
 		t.times(r, v, g)
 	}
 	if t.present&(bit<<tRate|bit<<tSampler) != 0 && g.ex.override == 0 {
 		if x := v[tRate]; x > 0 {
-			r.SamplingRate = uint32(min(x, 0xFFFFFFFF))
+			if x <= maxSamplingRate {
+				r.SamplingRate = uint32(x)
+			} else {
+				g.ex.drops[ReasonBadSampling]++
+			}
 		}
 		if t.present&(bit<<tSampler) != 0 {
 			if rate := g.dom.samplerRate(v[tSampler]); rate != 0 {
 				r.SamplingRate = rate
 			}
 		}
+	}
+}
+
+// sections decodes the sampled packet of a PSAMP packet report, unless the template
+// also carries flow fields, which then take precedence.
+func (t *template) sections(r *flow.Record, rec []byte, offs []uint32) {
+	if r.Packets == 0 {
+		r.Packets = 1
+	}
+	if t.present&(bit<<tSrc4|bit<<tSrc6|bit<<tDst4|bit<<tDst6) != 0 {
+		return
+	}
+	for _, o := range t.sec {
+		var b []byte
+		if offs == nil {
+			b = rec[o.off : int(o.off)+int(o.n)]
+		} else {
+			b = rec[offs[2*int(o.idx)]:offs[2*int(o.idx)+1]]
+		}
+		if len(b) == 0 {
+			continue
+		}
+		if o.tg == tSecL2 {
+			parseEthernet(r, b)
+		} else if b[0]>>4 == 4 {
+			parseIPv4(r, b)
+		} else if b[0]>>4 == 6 {
+			parseIPv6(r, b)
+		}
+		return
 	}
 }
 
@@ -604,6 +675,11 @@ func (t *template) times(r *flow.Record, v *slots, g *dgram) {
 		} else {
 			uptime = uint32(v[tStart])
 		}
+	}
+	if t.startMode == tmNone && t.endMode == tmNone {
+		r.Start = convTime(t.obsMode, v[tObs], uptime, g.exportNs)
+		r.End = r.Start
+		return
 	}
 	if t.startMode != tmNone {
 		r.Start = convTime(t.startMode, v[tStart], uptime, g.exportNs)
@@ -695,7 +771,10 @@ func (d *Decoder) optionsRecord(g *dgram, t *template, v *slots) {
 	if rate == 0 {
 		return
 	}
-	rate = min(rate, 0xFFFFFFFF)
+	if rate > maxSamplingRate {
+		g.ex.drops[ReasonBadSampling]++
+		return
+	}
 	if p&(bit<<tOptID) != 0 {
 		g.dom.setSampler(v[tOptID], uint32(rate))
 	} else {

@@ -163,11 +163,18 @@ func (s *Stats) datagram(exp netip.Addr, records int, err error) {
 	c.datagrams.Inc()
 	c.flows.Add(records)
 	if err != nil {
-		reason := dropReason(err)
-		d := c.dropped[reason]
+		// Quirks (a header count that disagrees, trailing bytes) lose nothing: they have
+		// their own series, so that the dropped total means data lost.
+		reason, name := dropReason(err), "flowhound_datagrams_dropped_total"
+		var de *DecodeError
+		if errors.As(err, &de) && !de.Dropped() {
+			name = "flowhound_datagram_quirks_total"
+		}
+		k := name + reason
+		d := c.dropped[k]
 		if d == nil {
-			d = s.set.GetOrCreateCounter(fmt.Sprintf(`flowhound_datagrams_dropped_total{%s,reason=%q}`, c.label, reason))
-			c.dropped[reason] = d
+			d = s.set.GetOrCreateCounter(fmt.Sprintf(`%s{%s,reason=%q}`, name, c.label, reason))
+			c.dropped[k] = d
 		}
 		d.Inc()
 	}

@@ -17,10 +17,10 @@ import (
 
 const decodeUsage = `usage: flowhound decode [-format jsonl] FILE...
 
-Decodes the NetFlow (v1, v5, v7, v8, v9), IPFIX and sFlow v5 datagrams of pcap or
-pcapng captures (FILE "-" reads standard input) and prints one flow record per line
-as JSON. Templates carry over from one file to the next, as from a rotated capture.
-A summary of what was dropped goes to standard error.
+Decodes the NetFlow (v1, v5, v7, v8, v9), IPFIX/PSAMP and sFlow v5 datagrams of
+pcap or pcapng captures (FILE "-" reads standard input) and prints one flow record
+per line as JSON. Templates carry over from one file to the next, as from a rotated
+capture. A summary of what was dropped goes to standard error.
 
 `
 
@@ -85,7 +85,7 @@ func runDecode(args []string, stdout, stderr io.Writer) error {
 	if err := w.Flush(); err != nil {
 		return err
 	}
-	summarize(stderr, dec.Exporters(), datagrams, records)
+	summarize(stderr, dec.Exporters(), datagrams, errs, records)
 	return failed
 }
 
@@ -112,8 +112,8 @@ func decodeFile(name string, emit func(int64, netip.Addr, []byte) error) error {
 }
 
 // summarize prints totals and, per exporter, what was dropped or lost.
-func summarize(w io.Writer, stats []ingest.ExporterStats, datagrams, records uint64) {
-	fmt.Fprintf(w, "decoded %d records from %d datagrams, %d exporters\n", records, datagrams, len(stats))
+func summarize(w io.Writer, stats []ingest.ExporterStats, datagrams, errs, records uint64) {
+	fmt.Fprintf(w, "decoded %d records from %d datagrams (%d with errors), %d exporters\n", records, datagrams, errs, len(stats))
 	for _, s := range stats {
 		var parts []string
 		add := func(m map[string]uint64, label string) {
