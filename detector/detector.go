@@ -255,10 +255,14 @@ func (d *Detector) Run(ctx context.Context) error {
 			if !ok {
 				return nil
 			}
+			start := time.Now()
 			d.Process(b.Records)
 			b.Release()
+			stageDetect.UpdateDuration(start)
 		case <-t.C:
+			start := time.Now()
 			d.Evaluate(d.deps.Now().UnixNano())
+			stageEvaluate.UpdateDuration(start)
 		}
 	}
 }
@@ -342,7 +346,12 @@ func (st *resState) window(rule int) *window {
 	return nil
 }
 
-var windowsDropped = metrics.NewCounter(`flowhound_windows_dropped_total`)
+var (
+	windowsDropped = metrics.NewCounter(`flowhound_windows_dropped_total`)
+	// Per-stage timings: a batch through rules, windows and baselines; one evaluation pass.
+	stageDetect   = metrics.NewHistogram(`flowhound_stage_seconds{stage="detect"}`)
+	stageEvaluate = metrics.NewHistogram(`flowhound_stage_seconds{stage="evaluate"}`)
+)
 
 func directionOK(dir string, srcNet, dstNet int) bool {
 	switch dir {

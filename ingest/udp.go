@@ -89,7 +89,8 @@ func (l *Listener) Run(ctx context.Context) error {
 			}
 			return fmt.Errorf("ingest: read: %w", err)
 		}
-		now := l.timeNow().UnixNano()
+		arrival := l.timeNow()
+		now := arrival.UnixNano()
 		for i := 0; i < n; i++ {
 			m := &msgs[i]
 			ua, _ := m.Addr.(*net.UDPAddr)
@@ -105,6 +106,7 @@ func (l *Listener) Run(ctx context.Context) error {
 			batch.Records, err = l.dec.Decode(exp, now, m.Buffers[0][:m.N], batch.Records)
 			l.stats.datagram(exp, len(batch.Records)-before, err)
 		}
+		stageDecode.UpdateDuration(arrival)
 		if len(batch.Records) > 0 {
 			select {
 			case l.out <- batch:
@@ -116,6 +118,9 @@ func (l *Listener) Run(ctx context.Context) error {
 		}
 	}
 }
+
+// stageDecode times decoding one read of up to readBatch datagrams.
+var stageDecode = metrics.NewHistogram(`flowhound_stage_seconds{stage="decode"}`)
 
 // Stats keeps the per-exporter ingest metrics. Series carry exporter="ip" and no unlabelled
 // total is exported beside them (DESIGN.md), so a name's sum is the total. Counters are
