@@ -11,78 +11,78 @@ import (
 // The entry whose Exporter is the zero Addr counts datagrams refused because the
 // exporter table was full.
 type ExporterStats struct {
-	Exporter       netip.Addr
-	Datagrams      uint64 // datagrams received, good or bad
-	Records        uint64 // flow records decoded (before sampling scale-up)
-	OptionsRecords uint64 // v9/IPFIX options data records read (sampling, tables)
+	Exporter       netip.Addr `json:"exporter"`
+	Datagrams      uint64     `json:"datagrams"`       // datagrams received, good or bad
+	Records        uint64     `json:"records"`         // flow records decoded (before sampling scale-up)
+	OptionsRecords uint64     `json:"options_records"` // v9/IPFIX options data records read (sampling, tables)
 
 	// Drops counts, by reason, datagrams, sets, templates and records that were lost
 	// or refused. Quirks counts, by reason, oddities that cost nothing (a header count
 	// that disagrees with the records walked by length, trailing bytes, a field of an
 	// impossible length that was skipped, an absurd sampling rate that was ignored).
-	Drops  map[string]uint64
-	Quirks map[string]uint64
+	Drops  map[string]uint64 `json:"drops"`
+	Quirks map[string]uint64 `json:"quirks"`
 
 	// LostFlows counts flows lost to sequence gaps: exact where the sequence counts
 	// flows (v5, v7, v8, IPFIX), estimated from the mean records per datagram where it
 	// counts datagrams (v9, sFlow). LostDatagrams counts the gaps of the latter.
-	LostFlows     uint64
-	LostDatagrams uint64
-	Restarts      uint64 // sequence restarted near zero: the exporter rebooted
-	Reordered     uint64 // datagrams older than the one before (late or duplicated)
+	LostFlows     uint64 `json:"lost_flows"`
+	LostDatagrams uint64 `json:"lost_datagrams"`
+	Restarts      uint64 `json:"restarts"`  // sequence restarted near zero: the exporter rebooted
+	Reordered     uint64 `json:"reordered"` // datagrams older than the one before (late or duplicated)
 
-	Templates       int    // v9/IPFIX templates held
-	TemplateChanges uint64 // templates replaced by a different shape under the same id
-	Pending         int    // data sets waiting for their template
+	Templates       int    `json:"templates"`        // v9/IPFIX templates held
+	TemplateChanges uint64 `json:"template_changes"` // templates replaced by a different shape under the same id
+	Pending         int    `json:"pending"`          // data sets waiting for their template
 
-	SamplingRate   uint32 // latest rate applied (1 in N); 0 when unsampled
-	SamplingSource string // "config", "header" (v5), "options", "record", "sflow"
+	SamplingRate   uint32 `json:"sampling_rate"`   // latest rate applied (1 in N); 0 when unsampled
+	SamplingSource string `json:"sampling_source"` // "config", "header" (v5), "options", "record", "sflow"
 
-	ClockSkew time.Duration // export time minus arrival time, latest datagram
-	LastSeen  int64         // arrival of the latest datagram, Unix ns
+	ClockSkew time.Duration `json:"clock_skew"` // export time minus arrival time, latest datagram
+	LastSeen  int64         `json:"last_seen"`  // arrival of the latest datagram, Unix ns
 
-	SFlowAgent netip.Addr // agent address an sFlow exporter reports
-	Domains    []DomainStats
-	Interfaces []InterfaceCounters // from sFlow counter samples, by index
+	SFlowAgent netip.Addr          `json:"sflow_agent"` // agent address an sFlow exporter reports
+	Domains    []DomainStats       `json:"domains"`
+	Interfaces []InterfaceCounters `json:"interfaces"` // from sFlow counter samples, by index
 }
 
 // DomainStats is the accounting of one sequence stream: a v5/v7/v8 engine, a v9 source
 // id, an IPFIX observation domain or an sFlow sub-agent.
 type DomainStats struct {
-	Version       uint8 // flow.Version* constant
-	Domain        uint32
-	Datagrams     uint64
-	Records       uint64
-	NextSequence  uint32 // sequence number expected next
-	LostFlows     uint64
-	LostDatagrams uint64
-	Restarts      uint64
-	Reordered     uint64
-	SamplingRate  uint32 // domain-wide rate from options data
+	Version       uint8  `json:"version"` // flow.Version* constant
+	Domain        uint32 `json:"domain"`
+	Datagrams     uint64 `json:"datagrams"`
+	Records       uint64 `json:"records"`
+	NextSequence  uint32 `json:"next_sequence"` // sequence number expected next
+	LostFlows     uint64 `json:"lost_flows"`
+	LostDatagrams uint64 `json:"lost_datagrams"`
+	Restarts      uint64 `json:"restarts"`
+	Reordered     uint64 `json:"reordered"`
+	SamplingRate  uint32 `json:"sampling_rate"` // domain-wide rate from options data
 }
 
 // InterfaceCounters are the generic interface counters (sFlow counter record 0:1) of
 // one interface, as last reported.
 type InterfaceCounters struct {
-	Index            uint32
-	Type             uint32
-	Speed            uint64 // bits per second
-	Direction        uint32 // 0 unknown, 1 full duplex, 2 half, 3 in, 4 out
-	Status           uint32 // bit 0 admin up, bit 1 oper up
-	InOctets         uint64
-	InUcastPkts      uint64
-	InMulticastPkts  uint64
-	InBroadcastPkts  uint64
-	InDiscards       uint64
-	InErrors         uint64
-	InUnknownProtos  uint64
-	OutOctets        uint64
-	OutUcastPkts     uint64
-	OutMulticastPkts uint64
-	OutBroadcastPkts uint64
-	OutDiscards      uint64
-	OutErrors        uint64
-	Updated          int64 // arrival of the sample, Unix ns
+	Index            uint32 `json:"index"`
+	Type             uint32 `json:"type"`
+	Speed            uint64 `json:"speed"`     // bits per second
+	Direction        uint32 `json:"direction"` // 0 unknown, 1 full duplex, 2 half, 3 in, 4 out
+	Status           uint32 `json:"status"`    // bit 0 admin up, bit 1 oper up
+	InOctets         uint64 `json:"in_octets"`
+	InUcastPkts      uint64 `json:"in_ucast_pkts"`
+	InMulticastPkts  uint64 `json:"in_multicast_pkts"`
+	InBroadcastPkts  uint64 `json:"in_broadcast_pkts"`
+	InDiscards       uint64 `json:"in_discards"`
+	InErrors         uint64 `json:"in_errors"`
+	InUnknownProtos  uint64 `json:"in_unknown_protos"`
+	OutOctets        uint64 `json:"out_octets"`
+	OutUcastPkts     uint64 `json:"out_ucast_pkts"`
+	OutMulticastPkts uint64 `json:"out_multicast_pkts"`
+	OutBroadcastPkts uint64 `json:"out_broadcast_pkts"`
+	OutDiscards      uint64 `json:"out_discards"`
+	OutErrors        uint64 `json:"out_errors"`
+	Updated          int64  `json:"updated"` // arrival of the sample, Unix ns
 }
 
 // quirk reports whether a reason costs nothing (counted under Quirks, not Drops).

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"sync"
@@ -143,6 +144,26 @@ func NewStats() *Stats {
 	s := &Stats{exporters: map[netip.Addr]*exporterCounters{}, set: metrics.NewSet()}
 	metrics.RegisterSet(s.set)
 	return s
+}
+
+// Watch adds the decoders' per-exporter accounting to the metrics, read at scrape time:
+// sequence losses, sampling, templates and clock skew change inside the decoder, which
+// keeps them without touching a metric per record.
+func (s *Stats) Watch(decoders func() []ExporterStats) {
+	s.set.RegisterMetricsWriter(func(w io.Writer) {
+		for _, e := range decoders() {
+			if !e.Exporter.IsValid() {
+				continue
+			}
+			l := fmt.Sprintf(`{exporter=%q}`, e.Exporter.String())
+			metrics.WriteCounterUint64(w, "flowhound_flows_lost_total"+l, e.LostFlows)
+			metrics.WriteCounterUint64(w, "flowhound_datagrams_lost_total"+l, e.LostDatagrams)
+			metrics.WriteCounterUint64(w, "flowhound_exporter_restarts_total"+l, e.Restarts)
+			metrics.WriteGaugeUint64(w, "flowhound_exporter_sampling_rate"+l, uint64(e.SamplingRate))
+			metrics.WriteGaugeUint64(w, "flowhound_exporter_templates"+l, uint64(e.Templates))
+			metrics.WriteGaugeFloat64(w, "flowhound_exporter_clock_skew_seconds"+l, e.ClockSkew.Seconds())
+		}
+	})
 }
 
 // Close unregisters the metrics.

@@ -98,6 +98,7 @@ func newEngine(cfg config.Config, log *slog.Logger, onEvent func(detector.Event)
 		e.listeners = append(e.listeners, l)
 		e.decoders = append(e.decoders, dec)
 	}
+	e.stats.Watch(e.exporters)
 	if e.baselines, err = newBaselines(cfg, e.store); err != nil {
 		return nil, err
 	}
