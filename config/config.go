@@ -72,9 +72,12 @@ func Load(path string) (Config, error) {
 // Parse reads configuration text over the defaults; errors name path:line:column.
 func Parse(path string, data []byte) (Config, error) {
 	c := Default()
-	dec := yaml.NewDecoder(bytes.NewReader(data), yaml.DisallowUnknownField())
-	if err := dec.Decode(&c); err != nil && !errors.Is(err, errEOF(err)) {
-		return Config{}, fmt.Errorf("%s:%s", path, positioned(err))
+	// An empty file is the defaults; decoding it would null the whole struct.
+	if len(bytes.TrimSpace(data)) > 0 {
+		dec := yaml.NewDecoder(bytes.NewReader(data), yaml.DisallowUnknownField())
+		if err := dec.Decode(&c); err != nil && !errors.Is(err, errEOF(err)) {
+			return Config{}, fmt.Errorf("%s:%s", path, positioned(err))
+		}
 	}
 	if err := c.Validate(); err != nil {
 		return Config{}, fmt.Errorf("%s: %w", path, err)
