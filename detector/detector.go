@@ -83,7 +83,8 @@ type Detector struct {
 	resume  map[string]Anomaly  // by rule|resource key
 	// explained is, per monitored prefix, the traffic of host anomalies inside it.
 	explained []Rates
-	started   int64 // first evaluation
+	agg       signatures.Aggregates // scratch for evaluate
+	started   int64                 // first evaluation
 	matched   []uint16
 	ring      evidenceRing
 	lastEval  int64
@@ -247,6 +248,24 @@ func (d *Detector) Reload(set *signatures.Set) error {
 func (d *Detector) Run(ctx context.Context) error {
 	t := time.NewTicker(d.cfg.Evaluate)
 	defer t.Stop()
+	// Baselines learn from the same batches on a goroutine of their own: on a machine with
+	// cores to spare the two halves of the per-flow work run side by side. The batch goes
+	// back to its pool when the baselines are done with it.
+	var learn chan *flow.Batch
+	if d.deps.Baselines != nil {
+		learn = make(chan *flow.Batch, 64)
+		done := make(chan struct{})
+		defer func() { close(learn); <-done }()
+		go func() {
+			defer close(done)
+			for b := range learn {
+				start := time.Now()
+				d.deps.Baselines.Update(b.Records)
+				b.Release()
+				stageBaseline.UpdateDuration(start)
+			}
+		}()
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -256,9 +275,13 @@ func (d *Detector) Run(ctx context.Context) error {
 				return nil
 			}
 			start := time.Now()
-			d.Process(b.Records)
-			b.Release()
+			d.process(b.Records)
 			stageDetect.UpdateDuration(start)
+			if learn != nil {
+				learn <- b
+			} else {
+				b.Release()
+			}
 		case <-t.C:
 			start := time.Now()
 			d.Evaluate(d.deps.Now().UnixNano())
@@ -273,6 +296,11 @@ func (d *Detector) Process(recs []flow.Record) {
 	if d.deps.Baselines != nil {
 		d.deps.Baselines.Update(recs)
 	}
+	d.process(recs)
+}
+
+// process is Process without the baselines, which Run feeds on their own goroutine.
+func (d *Detector) process(recs []flow.Record) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	noNets := d.nets.empty()
@@ -293,6 +321,7 @@ func (d *Detector) Process(recs []flow.Record) {
 		transit := d.roles && srcNet < 0 && d.internalIf(r.Exporter, r.InIf)
 		var lastRes resource
 		var st *resState
+		recID, recorded := uint64(0), false
 		for _, ri := range d.matched {
 			info := &d.rules[ri]
 			if !noNets && !directionOK(info.direction, srcNet, dstNet) {
@@ -319,7 +348,10 @@ func (d *Detector) Process(recs []flow.Record) {
 				continue
 			}
 			w.add(r, now, scale)
-			d.ring.push(w, r)
+			if !recorded {
+				recID, recorded = d.ring.record(r), true
+			}
+			d.ring.push(w, recID)
 		}
 	}
 	d.processed.Add(len(recs))
@@ -351,6 +383,7 @@ var (
 	// Per-stage timings: a batch through rules, windows and baselines; one evaluation pass.
 	stageDetect   = metrics.NewHistogram(`flowhound_stage_seconds{stage="detect"}`)
 	stageEvaluate = metrics.NewHistogram(`flowhound_stage_seconds{stage="evaluate"}`)
+	stageBaseline = metrics.NewHistogram(`flowhound_stage_seconds{stage="baseline"}`)
 )
 
 func directionOK(dir string, srcNet, dstNet int) bool {
@@ -491,7 +524,10 @@ func (d *Detector) evaluate(w *window, now, sec int64) bool {
 			bps, pps, fps = max(bps-ex.BPS, 0), max(pps-ex.PPS, 0), max(fps-ex.FPS, 0)
 		}
 	}
-	agg := signatures.Aggregates{BPS: bps, PPS: pps, FPS: fps, Samples: samples,
+	// The aggregates live in the detector: passed by pointer to the threshold's closures,
+	// a local would escape and cost an allocation per window per evaluation.
+	agg := &d.agg
+	*agg = signatures.Aggregates{BPS: bps, PPS: pps, FPS: fps, Samples: samples,
 		Limits: info.limits[w.group+1]}
 	// Distinct sketches turn over every half window; the union of the current and the
 	// previous half covers between a half and a whole window.
@@ -510,12 +546,12 @@ func (d *Detector) evaluate(w *window, now, sec int64) bool {
 	}
 	learned := true
 	if info.expected || info.profiled {
-		learned = d.expect(w, info, now, &agg)
+		learned = d.expect(w, info, now, agg)
 	}
-	fired, sev, metric, limit := info.threshold.Check(&agg)
+	fired, sev, metric, limit := info.threshold.Check(agg)
 	if info.profiled {
 		fired = fired && learned
-		sev, limit = profiledSeverity(metric, &agg)
+		sev, limit = profiledSeverity(metric, agg)
 	}
 	if fired && samples < info.minSample {
 		// Too few sampled packets to trust a rate scaled up from them.
@@ -532,18 +568,18 @@ func (d *Detector) evaluate(w *window, now, sec int64) bool {
 		}
 		w.lastFired = now
 		if now-w.pendingSince >= info.forDur {
-			d.raise(w, info, now, sev, metric, limit, agg)
+			d.raise(w, info, now, sev, metric, limit, *agg)
 		}
 	case fired:
 		w.lastFired = now
-		d.update(w.anomaly, w, info, now, sev, metric, limit, agg)
+		d.update(w.anomaly, w, info, now, sev, metric, limit, *agg)
 	default:
 		w.pendingSince = 0
 		if a := w.anomaly; a != nil {
 			if now-w.lastFired >= info.hold {
 				d.end(w, now)
 			} else {
-				d.update(a, w, info, now, sev, metric, limit, agg)
+				d.update(a, w, info, now, sev, metric, limit, *agg)
 			}
 		}
 		if sev < 10 {

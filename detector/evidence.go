@@ -9,41 +9,57 @@ import (
 	"github.com/flowhound/flowhound/flow"
 )
 
-// evidenceRing keeps the latest matched flows with the window each went into. Anomalies
-// read their own flows from it at each evaluation, so the hot path pays one copy per
-// matched flow and nothing per anomaly; under a flood the ring holds the last fraction of
-// a second, which makes characterization a recent sample rather than a full count.
+// evidenceRing keeps the latest matched flows with the windows each went into. Anomalies
+// read their own flows from it at each evaluation, so the hot path pays one record copy per
+// matched flow (however many rules matched it) and nothing per anomaly; under a flood the
+// ring holds the last fraction of a second, which makes characterization a recent sample
+// rather than a full count.
 type evidenceRing struct {
-	entries []ringEntry
-	mask    uint64
-	seq     uint64 // next write
+	recs  []flow.Record
+	rmask uint64
+	rseq  uint64 // next record write
+	refs  []ringRef
+	mask  uint64
+	seq   uint64 // next reference write
 }
 
-type ringEntry struct {
+// ringRef says that record rec (a sequence number into recs) went into window w.
+type ringRef struct {
 	w   *window
-	rec flow.Record
+	rec uint64
 }
 
 func newEvidenceRing(size int) evidenceRing {
-	return evidenceRing{entries: make([]ringEntry, size), mask: uint64(size - 1)}
+	return evidenceRing{recs: make([]flow.Record, size/2), rmask: uint64(size/2 - 1),
+		refs: make([]ringRef, size), mask: uint64(size - 1)}
 }
 
-func (r *evidenceRing) push(w *window, rec *flow.Record) {
-	e := &r.entries[r.seq&r.mask]
-	e.w = w
-	e.rec = *rec
+// record copies a flow into the ring and returns its sequence number.
+func (r *evidenceRing) record(rec *flow.Record) uint64 {
+	r.recs[r.rseq&r.rmask] = *rec
+	r.rseq++
+	return r.rseq - 1
+}
+
+func (r *evidenceRing) push(w *window, rec uint64) {
+	r.refs[r.seq&r.mask] = ringRef{w: w, rec: rec}
 	r.seq++
 }
 
-// collect feeds ev with the window's flows written since ev last looked.
+// collect feeds ev with the window's flows referenced since ev last looked, skipping
+// records the ring has already overwritten.
 func (r *evidenceRing) collect(w *window, ev *evidence) {
 	from := ev.seq
-	if size := uint64(len(r.entries)); r.seq > size && from < r.seq-size {
+	if size := uint64(len(r.refs)); r.seq > size && from < r.seq-size {
 		from = r.seq - size
 	}
+	oldest := uint64(0)
+	if size := uint64(len(r.recs)); r.rseq > size {
+		oldest = r.rseq - size
+	}
 	for s := from; s < r.seq; s++ {
-		if e := &r.entries[s&r.mask]; e.w == w {
-			ev.add(&e.rec)
+		if e := &r.refs[s&r.mask]; e.w == w && e.rec >= oldest {
+			ev.add(&r.recs[e.rec&r.rmask])
 		}
 	}
 	ev.seq = r.seq
