@@ -99,6 +99,11 @@ type Decoder struct {
 	offs         []uint32  // per-field offsets of one variable-length record
 	learned      bool      // a template was learned during the current datagram
 	lastSweep    int64     // last search for idle exporters (arrival clock)
+
+	// saveGen counts changes to what SaveTemplates writes (templates learned, changed,
+	// withdrawn or forgotten; sampling and init time from options data); savedGen is
+	// its value at the last SaveTemplates.
+	saveGen, savedGen uint64
 }
 
 // NewDecoder returns a Decoder with cfg (zero fields take their defaults).
@@ -218,6 +223,9 @@ func (d *Decoder) forgetIdle(now int64) {
 			if ex.pending[i].used {
 				d.release(ex, &ex.pending[i])
 			}
+		}
+		if len(ex.templates) > 0 || ex.hasSavedDomains() {
+			d.saveGen++
 		}
 		d.shared.templates -= len(ex.templates)
 		d.shared.domains -= len(ex.domains)

@@ -100,6 +100,12 @@ func fuzzDecode(f *testing.F, fix func([]byte)) {
 		if d.pendingBytes != 0 {
 			t.Fatalf("%d pending bytes after Flush", d.pendingBytes)
 		}
+		// Whatever state decoding built saves to a blob that loads in full.
+		_, blob := d.SaveTemplates()
+		d2 := NewDecoder(cfg)
+		if err := d2.LoadTemplates(blob); err != nil || d2.shared.templates != d.shared.templates {
+			t.Fatalf("saved templates: %v; %d loaded of %d", err, d2.shared.templates, d.shared.templates)
+		}
 	})
 }
 

@@ -116,7 +116,6 @@ func (g *dgram) ipfixUptime() {
 // ipfixTemplates learns the records of a template set (options: an options template
 // set) and handles template withdrawals.
 func (d *Decoder) ipfixTemplates(ex *exporter, domainID uint32, b []byte, options bool) error {
-	const proto = "ipfix"
 	var err error
 	var specs [maxTemplateFields]fieldSpec
 	for len(b) >= 4 {
@@ -132,41 +131,64 @@ func (d *Decoder) ipfixTemplates(ex *exporter, domainID uint32, b []byte, option
 			b = b[4:]
 			continue
 		}
-		if id < 256 {
-			return firstErr(err, d.fail(ex, proto, ReasonBadTemplate, "template id %d (ids start at 256)", id))
+		id, nf, scope, used, e := ipfixTemplateRecord(b, options, &specs)
+		if e != nil {
+			ex.drops[ReasonBadTemplate]++
+			return firstErr(err, e)
 		}
-		if nf > maxTemplateFields {
-			return firstErr(err, d.fail(ex, proto, ReasonBadTemplate, "template %d has %d fields (at most %d)", id, nf, maxTemplateFields))
-		}
-		p, scope := 4, 0
-		if options {
-			if len(b) < 6 {
-				return firstErr(err, d.fail(ex, proto, ReasonBadTemplate, "options template %d: header cut short", id))
-			}
-			scope = int(binary.BigEndian.Uint16(b[4:]))
-			if scope == 0 || scope > nf {
-				return firstErr(err, d.fail(ex, proto, ReasonBadTemplate, "options template %d: scope field count %d of %d fields", id, scope, nf))
-			}
-			p = 6
-		}
-		for i := 0; i < nf; i++ {
-			if len(b) < p+4 {
-				return firstErr(err, d.fail(ex, proto, ReasonBadTemplate, "template %d: field %d cut short", id, i+1))
-			}
-			typ := binary.BigEndian.Uint16(b[p:])
-			f := fieldSpec{typ: typ & 0x7FFF, len: binary.BigEndian.Uint16(b[p+2:])}
-			p += 4
-			if typ&0x8000 != 0 {
-				if len(b) < p+4 {
-					return firstErr(err, d.fail(ex, proto, ReasonBadTemplate, "template %d: field %d enterprise number cut short", id, i+1))
-				}
-				f.pen = binary.BigEndian.Uint32(b[p:])
-				p += 4
-			}
-			specs[i] = f
-		}
-		err = firstErr(err, d.learn(ex, proto, tmplKey{flow.VersionIPFIX, domainID, id}, options, b[:p], specs[:nf], scope))
-		b = b[p:]
+		err = firstErr(err, d.learn(ex, "ipfix", tmplKey{flow.VersionIPFIX, domainID, id}, options, b[:used], specs[:nf], scope))
+		b = b[used:]
 	}
 	return err
+}
+
+// ipfixTemplateRecord reads the template record (options: options template record) at
+// the start of b into specs. It returns the template id, the number of fields, the
+// number of leading scope fields, and the record's length in bytes; or an error (not
+// counted) when the record is refused. A withdrawal (no fields) is refused: the caller
+// handles those. Decoding and LoadTemplates both read templates with it.
+func ipfixTemplateRecord(b []byte, options bool, specs *[maxTemplateFields]fieldSpec) (id uint16, nf, scope, used int, err error) {
+	const proto = "ipfix"
+	if len(b) < 4 {
+		return 0, 0, 0, 0, badTemplate(proto, "template record of %d bytes", len(b))
+	}
+	id = binary.BigEndian.Uint16(b)
+	nf = int(binary.BigEndian.Uint16(b[2:]))
+	if id < 256 {
+		return 0, 0, 0, 0, badTemplate(proto, "template id %d (ids start at 256)", id)
+	}
+	if nf > maxTemplateFields {
+		return 0, 0, 0, 0, badTemplate(proto, "template %d has %d fields (at most %d)", id, nf, maxTemplateFields)
+	}
+	if nf == 0 {
+		return 0, 0, 0, 0, badTemplate(proto, "template %d has no fields (a withdrawal)", id)
+	}
+	p := 4
+	if options {
+		if len(b) < 6 {
+			return 0, 0, 0, 0, badTemplate(proto, "options template %d: header cut short", id)
+		}
+		scope = int(binary.BigEndian.Uint16(b[4:]))
+		if scope == 0 || scope > nf {
+			return 0, 0, 0, 0, badTemplate(proto, "options template %d: scope field count %d of %d fields", id, scope, nf)
+		}
+		p = 6
+	}
+	for i := 0; i < nf; i++ {
+		if len(b) < p+4 {
+			return 0, 0, 0, 0, badTemplate(proto, "template %d: field %d cut short", id, i+1)
+		}
+		typ := binary.BigEndian.Uint16(b[p:])
+		f := fieldSpec{typ: typ & 0x7FFF, len: binary.BigEndian.Uint16(b[p+2:])}
+		p += 4
+		if typ&0x8000 != 0 {
+			if len(b) < p+4 {
+				return 0, 0, 0, 0, badTemplate(proto, "template %d: field %d enterprise number cut short", id, i+1)
+			}
+			f.pen = binary.BigEndian.Uint32(b[p:])
+			p += 4
+		}
+		specs[i] = f
+	}
+	return id, nf, scope, p, nil
 }

@@ -104,30 +104,16 @@ func (d *Decoder) v9Templates(ex *exporter, domainID uint32, b []byte) (int, err
 	n := 0
 	var specs [maxTemplateFields]fieldSpec
 	for len(b) >= 4 {
-		id := binary.BigEndian.Uint16(b)
-		nf := int(binary.BigEndian.Uint16(b[2:]))
-		if id == 0 && nf == 0 && allZero(b) {
+		if binary.BigEndian.Uint32(b) == 0 && allZero(b) {
 			break // padding
 		}
-		if id < 256 {
-			return n, firstErr(err, d.fail(ex, "v9", ReasonBadTemplate, "template id %d (ids start at 256)", id))
+		id, nf, _, used, e := v9TemplateRecord(b, false, &specs)
+		if e != nil {
+			ex.drops[ReasonBadTemplate]++
+			return n, firstErr(err, e)
 		}
-		if nf > maxTemplateFields {
-			return n, firstErr(err, d.fail(ex, "v9", ReasonBadTemplate, "template %d has %d fields (at most %d)", id, nf, maxTemplateFields))
-		}
-		if nf == 0 {
-			return n, firstErr(err, d.fail(ex, "v9", ReasonBadTemplate, "template %d has no fields", id))
-		}
-		if len(b) < 4+4*nf {
-			return n, firstErr(err, d.fail(ex, "v9", ReasonBadTemplate, "template %d: %d fields need %d bytes, %d left", id, nf, 4+4*nf, len(b)))
-		}
-		for i := 0; i < nf; i++ {
-			f := b[4+4*i:]
-			specs[i] = fieldSpec{typ: binary.BigEndian.Uint16(f), len: binary.BigEndian.Uint16(f[2:])}
-		}
-		raw := b[:4+4*nf]
-		err = firstErr(err, d.learn(ex, "v9", tmplKey{flow.VersionNetFlow9, domainID, id}, false, raw, specs[:nf], 0))
-		b = b[4+4*nf:]
+		err = firstErr(err, d.learn(ex, "v9", tmplKey{flow.VersionNetFlow9, domainID, id}, false, b[:used], specs[:nf], 0))
+		b = b[used:]
 		n++
 	}
 	return n, err
@@ -140,33 +126,71 @@ func (d *Decoder) v9OptionsTemplates(ex *exporter, domainID uint32, b []byte) (i
 	n := 0
 	var specs [maxTemplateFields]fieldSpec
 	for len(b) >= 6 {
-		id := binary.BigEndian.Uint16(b)
-		scopeLen := int(binary.BigEndian.Uint16(b[2:]))
-		optLen := int(binary.BigEndian.Uint16(b[4:]))
-		if id == 0 && allZero(b) {
+		if binary.BigEndian.Uint16(b) == 0 && allZero(b) {
 			break // padding
 		}
-		if id < 256 {
-			return n, firstErr(err, d.fail(ex, "v9", ReasonBadTemplate, "options template id %d (ids start at 256)", id))
+		id, nf, scope, used, e := v9TemplateRecord(b, true, &specs)
+		if e != nil {
+			ex.drops[ReasonBadTemplate]++
+			return n, firstErr(err, e)
 		}
-		if scopeLen%4 != 0 || optLen%4 != 0 {
-			return n, firstErr(err, d.fail(ex, "v9", ReasonBadTemplate, "options template %d: scope length %d, option length %d (multiples of 4)", id, scopeLen, optLen))
-		}
-		nf := (scopeLen + optLen) / 4
-		if nf == 0 || nf > maxTemplateFields {
-			return n, firstErr(err, d.fail(ex, "v9", ReasonBadTemplate, "options template %d has %d fields", id, nf))
-		}
-		if len(b) < 6+4*nf {
-			return n, firstErr(err, d.fail(ex, "v9", ReasonBadTemplate, "options template %d: %d fields need %d bytes, %d left", id, nf, 6+4*nf, len(b)))
-		}
-		for i := 0; i < nf; i++ {
-			f := b[6+4*i:]
-			specs[i] = fieldSpec{typ: binary.BigEndian.Uint16(f), len: binary.BigEndian.Uint16(f[2:])}
-		}
-		raw := b[:6+4*nf]
-		err = firstErr(err, d.learn(ex, "v9", tmplKey{flow.VersionNetFlow9, domainID, id}, true, raw, specs[:nf], scopeLen/4))
-		b = b[6+4*nf:]
+		err = firstErr(err, d.learn(ex, "v9", tmplKey{flow.VersionNetFlow9, domainID, id}, true, b[:used], specs[:nf], scope))
+		b = b[used:]
 		n++
 	}
 	return n, err
+}
+
+// v9TemplateRecord reads the template record (options: options template record) at
+// the start of b into specs. It returns the template id, the number of fields, the
+// number of leading scope fields, and the record's length in bytes; or an error (not
+// counted) when the record is refused. Decoding and LoadTemplates both read templates
+// with it.
+func v9TemplateRecord(b []byte, options bool, specs *[maxTemplateFields]fieldSpec) (id uint16, nf, scope, used int, err error) {
+	if !options {
+		if len(b) < 4 {
+			return 0, 0, 0, 0, badTemplate("v9", "template record of %d bytes", len(b))
+		}
+		id = binary.BigEndian.Uint16(b)
+		nf = int(binary.BigEndian.Uint16(b[2:]))
+		if id < 256 {
+			return 0, 0, 0, 0, badTemplate("v9", "template id %d (ids start at 256)", id)
+		}
+		if nf > maxTemplateFields {
+			return 0, 0, 0, 0, badTemplate("v9", "template %d has %d fields (at most %d)", id, nf, maxTemplateFields)
+		}
+		if nf == 0 {
+			return 0, 0, 0, 0, badTemplate("v9", "template %d has no fields", id)
+		}
+		if len(b) < 4+4*nf {
+			return 0, 0, 0, 0, badTemplate("v9", "template %d: %d fields need %d bytes, %d left", id, nf, 4+4*nf, len(b))
+		}
+		used = 4
+	} else {
+		if len(b) < 6 {
+			return 0, 0, 0, 0, badTemplate("v9", "options template record of %d bytes", len(b))
+		}
+		id = binary.BigEndian.Uint16(b)
+		scopeLen := int(binary.BigEndian.Uint16(b[2:]))
+		optLen := int(binary.BigEndian.Uint16(b[4:]))
+		if id < 256 {
+			return 0, 0, 0, 0, badTemplate("v9", "options template id %d (ids start at 256)", id)
+		}
+		if scopeLen%4 != 0 || optLen%4 != 0 {
+			return 0, 0, 0, 0, badTemplate("v9", "options template %d: scope length %d, option length %d (multiples of 4)", id, scopeLen, optLen)
+		}
+		nf = (scopeLen + optLen) / 4
+		if nf == 0 || nf > maxTemplateFields {
+			return 0, 0, 0, 0, badTemplate("v9", "options template %d has %d fields", id, nf)
+		}
+		if len(b) < 6+4*nf {
+			return 0, 0, 0, 0, badTemplate("v9", "options template %d: %d fields need %d bytes, %d left", id, nf, 6+4*nf, len(b))
+		}
+		scope, used = scopeLen/4, 6
+	}
+	for i := 0; i < nf; i++ {
+		f := b[used+4*i:]
+		specs[i] = fieldSpec{typ: binary.BigEndian.Uint16(f), len: binary.BigEndian.Uint16(f[2:])}
+	}
+	return id, nf, scope, used + 4*nf, nil
 }

@@ -217,11 +217,15 @@ func (dm *domain) samplerRate(id uint64) uint32 {
 	return dm.rate
 }
 
-func (dm *domain) setSampler(id uint64, rate uint32) {
+// setSampler records the rate of sampler id and reports whether that changed anything.
+func (dm *domain) setSampler(id uint64, rate uint32) bool {
 	for i := range dm.samplers {
 		if dm.samplers[i].id == id {
+			if dm.samplers[i].rate == rate {
+				return false
+			}
 			dm.samplers[i].rate = rate
-			return
+			return true
 		}
 	}
 	if len(dm.samplers) >= maxSamplers {
@@ -229,6 +233,7 @@ func (dm *domain) setSampler(id uint64, rate uint32) {
 		dm.samplers = dm.samplers[:len(dm.samplers)-1]
 	}
 	dm.samplers = append(dm.samplers, sampler{id, rate})
+	return true
 }
 
 // Sequence accounting bounds. A forward jump below maxSeqGap is loss; a sequence that

@@ -36,12 +36,13 @@ type tmplKey struct {
 // tight loops of loads with no per-field branching, and the record is then assembled
 // from the slots in straight-line code.
 type template struct {
-	key      tmplKey
-	options  bool
-	raw      []byte // the template record as sent, to tell a refresh from a change
-	specs    []fieldSpec
-	recLen   int  // record length; the minimum length when variable
-	variable bool // has variable-length fields: offsets differ per record
+	key       tmplKey
+	options   bool
+	raw       []byte // the template record as sent, to tell a refresh from a change
+	learnedAt int64  // arrival of the datagram that brought this shape, Unix ns
+	specs     []fieldSpec
+	recLen    int  // record length; the minimum length when variable
+	variable  bool // has variable-length fields: offsets differ per record
 
 	w1, w2, w4, w8, wn []rop // fields read as integers, by width (wn: 3, 5, 6, 7 bytes)
 	a16                []rop // IPv6 addresses, read in place
@@ -364,10 +365,7 @@ func (d *Decoder) learn(ex *exporter, proto string, key tmplKey, options bool, r
 	if old == nil && d.shared.templates >= d.cfg.MaxTemplatesTotal {
 		return d.fail(ex, proto, ReasonTemplateLimit, "template %d refused: %d templates held over all exporters", key.id, d.shared.templates)
 	}
-	t := &template{key: key, options: options}
-	t.raw = append(t.raw, raw...)
-	t.specs = append(t.specs, specs...)
-	warn, refuse := compile(t, proto, scope, key.version == flow.VersionNetFlow9)
+	t, warn, refuse := newTemplate(proto, key, options, raw, specs, scope)
 	if warn != nil {
 		ex.drops[ReasonBadField]++
 	}
@@ -385,9 +383,26 @@ func (d *Decoder) learn(ex *exporter, proto string, key tmplKey, options bool, r
 	} else {
 		d.shared.templates++
 	}
+	t.learnedAt = ex.lastSeen
 	ex.templates[key] = t
 	d.learned = true
+	d.saveGen++
 	return warn
+}
+
+// newTemplate builds and compiles a template from a template record as sent (raw)
+// and its fields as read (specs); raw and specs are copied.
+func newTemplate(proto string, key tmplKey, options bool, raw []byte, specs []fieldSpec, scope int) (t *template, warn, refuse error) {
+	t = &template{key: key, options: options}
+	t.raw = append(t.raw, raw...)
+	t.specs = append(t.specs, specs...)
+	warn, refuse = compile(t, proto, scope, key.version == flow.VersionNetFlow9)
+	return t, warn, refuse
+}
+
+// badTemplate is the error of a template record that is refused.
+func badTemplate(proto, format string, args ...any) error {
+	return &DecodeError{Proto: proto, Kind: ReasonBadTemplate, Detail: fmt.Sprintf(format, args...)}
 }
 
 // withdraw forgets a template (IPFIX template withdrawal).
@@ -395,6 +410,7 @@ func (d *Decoder) withdraw(ex *exporter, key tmplKey) {
 	if _, ok := ex.templates[key]; ok {
 		delete(ex.templates, key)
 		d.shared.templates--
+		d.saveGen++
 	}
 }
 
@@ -745,8 +761,14 @@ func (d *Decoder) optionsSet(g *dgram, t *template, body []byte) (int, error) {
 
 func (d *Decoder) optionsRecord(g *dgram, t *template, v *slots) {
 	p := t.present
-	if x := v[tOptInit]; x != 0 {
+	// saveGen counts changes of what SaveTemplates writes; the stand-in for domains
+	// beyond maxDomains keeps nothing, so its changes are not counted.
+	kept := g.dom != &g.ex.spareDom
+	if x := v[tOptInit]; x != 0 && int64(x) != g.dom.sysInitMs {
 		g.dom.sysInitMs = int64(x)
+		if kept {
+			d.saveGen++
+		}
 	}
 	if p&(bit<<tOptInterval|bit<<tOptRandom|bit<<tOptPInterval|bit<<tOptPSpace|bit<<tOptSize|bit<<tOptPopulation) == 0 {
 		return
@@ -775,10 +797,14 @@ func (d *Decoder) optionsRecord(g *dgram, t *template, v *slots) {
 		g.ex.drops[ReasonBadSampling]++
 		return
 	}
+	changed := false
 	if p&(bit<<tOptID) != 0 {
-		g.dom.setSampler(v[tOptID], uint32(rate))
-	} else {
-		g.dom.rate = uint32(rate)
+		changed = g.dom.setSampler(v[tOptID], uint32(rate))
+	} else if g.dom.rate != uint32(rate) {
+		g.dom.rate, changed = uint32(rate), true
+	}
+	if changed && kept {
+		d.saveGen++
 	}
 	if g.ex.override == 0 {
 		g.ex.setRate(uint32(rate), srcOptions)

@@ -38,16 +38,18 @@ type engine struct {
 	rules     *signatures.Set
 	listeners []*ingest.Listener
 	decoders  []*ingest.Decoder
-	stats     *ingest.Stats
-	det       *detector.Detector
-	book      *anomalyBook
-	store     *store.Store
-	api       *api.Server
-	alerts    *alert.Alerter
-	baselines *baseline.Baselines
-	health    *health.Monitor
-	notes     *notebook
-	onEvent   func(detector.Event)
+	// decoderKeys name each decoder's templates in the store: its listen address.
+	decoderKeys []string
+	stats       *ingest.Stats
+	det         *detector.Detector
+	book        *anomalyBook
+	store       *store.Store
+	api         *api.Server
+	alerts      *alert.Alerter
+	baselines   *baseline.Baselines
+	health      *health.Monitor
+	notes       *notebook
+	onEvent     func(detector.Event)
 }
 
 // newEngine binds the listeners and the API (so their ports are known), opens the store
@@ -91,12 +93,16 @@ func newEngine(cfg config.Config, log *slog.Logger, onEvent func(detector.Event)
 		// sends each protocol to one port, so its template state is not split. Any port
 		// takes any format: the decoder tells them apart by their headers.
 		dec := ingest.NewDecoder(decoderConfig(cfg))
+		if err := e.loadTemplates(addr, dec); err != nil {
+			return nil, err
+		}
 		l, err := ingest.ListenUDP(addr, dec, batches, pool, e.stats)
 		if err != nil {
 			return nil, err
 		}
 		e.listeners = append(e.listeners, l)
 		e.decoders = append(e.decoders, dec)
+		e.decoderKeys = append(e.decoderKeys, addr)
 	}
 	e.stats.Watch(e.exporters)
 	if e.baselines, err = newBaselines(cfg, e.store); err != nil {
@@ -186,6 +192,54 @@ func (e *engine) loadAnomalies() error {
 	return nil
 }
 
+const nsTemplates = "templates"
+
+// loadTemplates restores a decoder's v9/IPFIX templates, so that the first data after a
+// restart decodes without waiting for the exporter to resend them. A bad record is logged
+// and overwritten by the next save: it must not keep the daemon down.
+func (e *engine) loadTemplates(key string, dec *ingest.Decoder) error {
+	if e.store == nil {
+		return nil
+	}
+	b, err := e.store.Get(nsTemplates, []byte(key))
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if err := dec.LoadTemplates(b); err != nil {
+		e.log.Warn("templates: restoring", "listener", key, "err", err)
+	}
+	return nil
+}
+
+// keepTemplates saves the decoders' templates when they change, and once more at the end.
+func (e *engine) keepTemplates(ctx context.Context) error {
+	t := time.NewTicker(10 * time.Second)
+	defer t.Stop()
+	save := func(force bool) {
+		for i, dec := range e.decoders {
+			if !force && !dec.TemplatesChanged() {
+				continue
+			}
+			_, b := dec.SaveTemplates()
+			if err := e.store.Put(nsTemplates, []byte(e.decoderKeys[i]), b); err != nil {
+				e.log.Error("templates: saving", "listener", e.decoderKeys[i], "err", err)
+			}
+		}
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			save(true)
+			return nil
+		case <-t.C:
+			save(false)
+		}
+	}
+}
+
 // ongoing lists the stored anomalies that the last run left ongoing.
 func (e *engine) ongoing() []detector.Anomaly {
 	list, _ := e.book.List(detector.StatusOngoing, time.Time{})
@@ -233,6 +287,9 @@ func (e *engine) run(ctx context.Context) error {
 	eg.Go(func() error { return e.health.Run(ctx) })
 	if e.api != nil {
 		eg.Go(func() error { return e.api.Run(ctx) })
+	}
+	if e.store != nil {
+		eg.Go(func() error { return e.keepTemplates(ctx) })
 	}
 	err := eg.Wait()
 	if errors.Is(err, context.Canceled) {
