@@ -3,6 +3,7 @@ package detector
 import (
 	"math/rand/v2"
 	"net/netip"
+	"runtime"
 	"testing"
 	"time"
 
@@ -70,4 +71,40 @@ func BenchmarkEvaluate(b *testing.B) {
 		d.Evaluate(t0 + int64(time.Second)/2)
 	}
 	b.ReportMetric(float64(len(d.all)), "windows")
+}
+
+// BenchmarkMemoryHosts reports the detector's heap per active host: 1,000,000 hosts of a
+// monitored /12, each with a TCP and a UDP flow, as the memory budget (DESIGN.md) counts
+// them. Run with -benchtime 1x.
+func BenchmarkMemoryHosts(b *testing.B) {
+	const hosts = 1_000_000
+	for b.Loop() {
+		cfg := testConfig()
+		cfg.Networks = []Network{{Name: "customers", Prefixes: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/12")}}}
+		runtime.GC()
+		var before runtime.MemStats
+		runtime.ReadMemStats(&before)
+		d, _ := newTestDetector(b, cfg)
+		batch := make([]flow.Record, 0, 4096)
+		for h := 0; h < hosts; h++ {
+			dst := netip.AddrFrom4([4]byte{10, byte(h >> 16), byte(h >> 8), byte(h)})
+			for _, p := range []uint8{flow.ProtoTCP, flow.ProtoUDP} {
+				batch = append(batch, flow.Record{Received: t0, Exporter: edge1, InIf: 3, SrcAddr: netip.MustParseAddr("203.0.113.1"),
+					DstAddr: dst, Proto: p, SrcPort: 443, DstPort: 40000, TCPFlags: flow.FlagACK | flow.FlagPSH, Packets: 10, Bytes: 5000,
+					Has: flow.HasSrcAddr | flow.HasDstAddr | flow.HasProto | flow.HasTCPFlags | flow.HasSrcPort | flow.HasDstPort | flow.HasPackets | flow.HasBytes})
+			}
+			if len(batch) >= 4000 {
+				d.Process(batch)
+				batch = batch[:0]
+			}
+		}
+		d.Process(batch)
+		d.Evaluate(t0 + int64(time.Second)/2)
+		runtime.GC()
+		var after runtime.MemStats
+		runtime.ReadMemStats(&after)
+		b.ReportMetric(float64(after.HeapInuse-before.HeapInuse)/hosts, "B/host")
+		b.ReportMetric(float64(len(d.all)), "windows")
+		runtime.KeepAlive(d)
+	}
 }

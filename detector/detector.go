@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"math"
 	"net/netip"
 	"slices"
 	"sync"
@@ -56,6 +57,9 @@ type ruleInfo struct {
 	distinctSrc, distinctDst, distinctPrt bool
 	expected                              bool // the threshold reads the baseline
 	profiled                              bool
+	// alwaysFull rules keep their detail from the start: a baseline or an earlier rule's
+	// anomaly cannot be judged from one light second's counters.
+	alwaysFull bool
 }
 
 type windowKey struct {
@@ -115,7 +119,7 @@ func New(cfg Config, deps Deps) (*Detector, error) {
 		states:    map[resource]*resState{},
 		actives:   map[*window]*active{},
 		recent:    map[windowKey]int64{},
-		ring:      newEvidenceRing(1 << 15),
+		ring:      newEvidenceRing(1 << 17),
 		processed: metrics.GetOrCreateCounter("flowhound_flows_processed_total"),
 		delay:     metrics.GetOrCreateHistogram("flowhound_detection_delay_seconds"),
 	}
@@ -176,6 +180,7 @@ func buildRules(cfg Config, set *signatures.Set) ([]ruleInfo, error) {
 		needs := ri.threshold.Needs()
 		ri.distinctSrc, ri.distinctDst, ri.distinctPrt = needs.DistinctSrc, needs.DistinctDst, needs.DistinctDstPort
 		ri.expected, ri.profiled = needs.Expected, r.Kind == "profiled"
+		ri.alwaysFull = ri.expected || ri.profiled || r.After != ""
 		// A host takes its group's per-host thresholds; a prefix resource (the group as a
 		// whole) takes the group's totals.
 		ri.limits = make([]signatures.Limits, len(cfg.Networks)+1)
@@ -343,15 +348,17 @@ func (d *Detector) process(recs []flow.Record) {
 				}
 				w = d.newWindow(st, res, int(ri), group)
 			}
-			if transit {
-				w.addIngress(r.Exporter, r.InIf, float64(r.Bytes)*scale, float64(r.Packets)*scale)
-				continue
-			}
-			w.add(r, now, scale)
 			if !recorded {
 				recID, recorded = d.ring.record(r), true
 			}
-			d.ring.push(w, recID)
+			d.ring.push(w, recID, transit)
+			if transit {
+				if w.detail != nil {
+					w.addIngress(r.Exporter, r.InIf, float64(r.Bytes)*scale, float64(r.Packets)*scale)
+				}
+				continue
+			}
+			w.add(r, now, scale)
 		}
 	}
 	d.processed.Add(len(recs))
@@ -436,15 +443,9 @@ func (d *Detector) groupOf(prefixIndex int) int {
 
 func (d *Detector) newWindow(st *resState, res resource, rule, group int) *window {
 	info := &d.rules[rule]
-	w := &window{res: res, rule: rule, group: group, slots: make([]slot, info.windowSec), pos: len(d.all)}
-	if info.distinctSrc {
-		w.srcs = &hll{}
-	}
-	if info.distinctDst {
-		w.dsts = &hll{}
-	}
-	if info.distinctPrt {
-		w.dports = &hll{}
+	w := &window{res: res, rule: rule, group: group, pos: len(d.all)}
+	if info.alwaysFull {
+		w.promote(info.windowSec, info.distinctSrc, info.distinctDst, info.distinctPrt)
 	}
 	st.windows = append(st.windows, w)
 	d.all = append(d.all, w)
@@ -513,9 +514,12 @@ func (d *Detector) Evaluate(now int64) {
 // was dropped as idle.
 func (d *Detector) evaluate(w *window, now, sec int64) bool {
 	info := &d.rules[w.rule]
-	if w.anomaly == nil && w.idle(sec) {
+	if w.anomaly == nil && w.idle(sec, int64(info.windowSec)) {
 		d.drop(w)
 		return true
+	}
+	if w.detail == nil && !d.promote(w, info, now) {
+		return false
 	}
 	bps, pps, fps, samples := w.totals(now)
 	if w.res.typ == resPrefix {
@@ -587,7 +591,52 @@ func (d *Detector) evaluate(w *window, now, sec int64) bool {
 		}
 	}
 	w.decay()
+	if w.anomaly == nil {
+		switch {
+		case sev >= promoteAt || info.alwaysFull:
+			w.quietSince = 0
+		case w.quietSince == 0:
+			w.quietSince = now
+		case now-w.quietSince > int64(info.windowSec)*1e9:
+			w.demote()
+		}
+	}
 	return false
+}
+
+// promote decides whether a light window deserves its detail: its current second, net of
+// explained traffic for prefixes, against the rule's threshold.
+func (d *Detector) promote(w *window, info *ruleInfo, now int64) bool {
+	bps, pps, fps, samples := w.lightRates(now)
+	if w.res.typ == resPrefix {
+		if i := d.nets.lookup(w.res.addr); i >= 0 && i < len(d.explained) {
+			ex := d.explained[i]
+			bps, pps, fps = max(bps-ex.BPS, 0), max(pps-ex.PPS, 0), max(fps-ex.FPS, 0)
+		}
+	}
+	agg := &d.agg
+	// A light window keeps no sketches: distinct counts read as unbounded, so that only the
+	// rates can hold a window back (a scan rule, all distinct counts, promotes at once).
+	inf := math.Inf(1)
+	*agg = signatures.Aggregates{BPS: bps, PPS: pps, FPS: fps, Samples: samples, Limits: info.limits[w.group+1],
+		DistinctSrc: inf, DistinctDst: inf, DistinctSrcPort: inf, DistinctDstPort: inf}
+	_, sev, _, _ := info.threshold.Check(agg)
+	if sev < promoteAt {
+		if sev < 10 {
+			w.episodeStart = 0
+		}
+		return false
+	}
+	seed := w.curFirstNs
+	w.promote(info.windowSec, info.distinctSrc, info.distinctDst, info.distinctPrt)
+	// The traceback starts from the flows of the promoting second that are still in the
+	// evidence ring, rather than from the one ingress a light window remembers.
+	saved := w.ingress[0]
+	w.ingress[0] = ingressCount{}
+	if !d.ring.ingress(w, seed) {
+		w.ingress[0] = saved
+	}
+	return true
 }
 
 // explain sums, per monitored prefix, the observed rates of the host anomalies inside it.

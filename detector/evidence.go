@@ -23,14 +23,19 @@ type evidenceRing struct {
 	seq   uint64 // next reference write
 }
 
-// ringRef says that record rec (a sequence number into recs) went into window w.
+// ringRef says that record rec (a sequence number into recs) went into window w. A
+// transit sighting (the same traffic reported again inside the network) counts for the
+// traceback only.
 type ringRef struct {
-	w   *window
-	rec uint64
+	w       *window
+	rec     uint64
+	transit bool
 }
 
 func newEvidenceRing(size int) evidenceRing {
-	return evidenceRing{recs: make([]flow.Record, size/2), rmask: uint64(size/2 - 1),
+	// A flow is referenced by every rule that matched it (about four), so the ring holds a
+	// quarter as many records as references.
+	return evidenceRing{recs: make([]flow.Record, size/4), rmask: uint64(size/4 - 1),
 		refs: make([]ringRef, size), mask: uint64(size - 1)}
 }
 
@@ -41,9 +46,37 @@ func (r *evidenceRing) record(rec *flow.Record) uint64 {
 	return r.rseq - 1
 }
 
-func (r *evidenceRing) push(w *window, rec uint64) {
-	r.refs[r.seq&r.mask] = ringRef{w: w, rec: rec}
+func (r *evidenceRing) push(w *window, rec uint64, transit bool) {
+	r.refs[r.seq&r.mask] = ringRef{w: w, rec: rec, transit: transit}
 	r.seq++
+}
+
+// ingress rebuilds a newly promoted window's traceback table from its flows still in the
+// ring since from (Unix ns): the light window kept only its counts.
+func (r *evidenceRing) ingress(w *window, from int64) bool {
+	start := uint64(0)
+	if size := uint64(len(r.refs)); r.seq > size {
+		start = r.seq - size
+	}
+	oldest := uint64(0)
+	if size := uint64(len(r.recs)); r.rseq > size {
+		oldest = r.rseq - size
+	}
+	found := false
+	for s := start; s < r.seq; s++ {
+		e := &r.refs[s&r.mask]
+		if e.w != w || e.rec < oldest {
+			continue
+		}
+		rec := &r.recs[e.rec&r.rmask]
+		if rec.Received < from {
+			continue
+		}
+		scale := float64(rec.Scale())
+		w.addIngress(rec.Exporter, rec.InIf, float64(rec.Bytes)*scale, float64(rec.Packets)*scale)
+		found = true
+	}
+	return found
 }
 
 // collect feeds ev with the window's flows referenced since ev last looked, skipping
@@ -58,7 +91,7 @@ func (r *evidenceRing) collect(w *window, ev *evidence) {
 		oldest = r.rseq - size
 	}
 	for s := from; s < r.seq; s++ {
-		if e := &r.refs[s&r.mask]; e.w == w && e.rec >= oldest {
+		if e := &r.refs[s&r.mask]; e.w == w && e.rec >= oldest && !e.transit {
 			ev.add(&r.recs[e.rec&r.rmask])
 		}
 	}

@@ -18,21 +18,30 @@ type slot struct {
 }
 
 // window is a sliding per-second window of one rule on one resource. It is updated per
-// matching flow and evaluated every second, so a flood is seen as soon as its first
+// matching flow and evaluated every 500 ms, so a flood is seen as soon as its first
 // seconds are in, not when a fixed window closes.
+//
+// Most resources are nowhere near any threshold: a million hosts each with a full window
+// would cost gigabytes. So a window starts light, counting only its current second, and
+// takes on its per-second slots, traceback table and sketches (its detail) the first time
+// that second reaches promoteAt percent of the rule's threshold; it goes light again after
+// a quiet window length. A flood's first second is carried over into the detail, so
+// promotion costs no detection time.
 type window struct {
 	res     resource
 	rule    int
-	group   int // monitored network index of the resource, -1 if none
-	pos     int // index in Detector.all
-	slots   []slot
+	group   int   // monitored network index of the resource, -1 if none
+	pos     int   // index in Detector.all
 	firstNs int64 // earliest time that holds data: the window's span until it is full
 	lastSec int64 // latest second that holds data
 
-	ingress [maxIngress]ingressCount
+	// Light state: the current second, when it began, and where its latest flow came in.
+	cur        slot
+	curFirstNs int64
+	lastExp    netip.Addr
+	lastIf     uint32
 
-	// Distinct counters exist only for rules whose threshold asks for them.
-	srcs, dsts, dports *hll
+	*detail // nil while light
 
 	// episodeStart is the arrival of the first flow since the window was last quiet; the
 	// detection delay runs from it.
@@ -41,6 +50,19 @@ type window struct {
 	lastFired    int64 // last evaluation over threshold
 	anomaly      *active
 }
+
+// detail is what a window keeps once it matters.
+type detail struct {
+	slots   []slot
+	ingress [maxIngress]ingressCount
+	// Distinct counters exist only for rules whose threshold asks for them.
+	srcs, dsts, dports *hll
+	quietSince         int64 // since when the window has been below promoteAt, for going light
+}
+
+// promoteAt is the severity, in percent of the threshold, at which a window takes on its
+// detail: below a tenth of a limit there is nothing to trace back.
+const promoteAt = 10
 
 const maxIngress = 8
 
@@ -63,11 +85,17 @@ func (w *window) add(r *flow.Record, now int64, scale float64) {
 	by := float64(r.Bytes) * scale
 	fl := float64(r.FlowCount())
 	sm := float64(r.Packets)
-	n := int64(len(w.slots))
 	secs := int64(1)
 	if d := r.Duration(); d > 1e9 {
 		secs = (int64(d) + 999_999_999) / 1e9
 	}
+	if w.detail == nil {
+		// The light second takes its share of the flow's duration, as a slot would.
+		f := 1 / float64(secs)
+		w.addLight(r, now, by*f, pk*f, fl, sm*f)
+		return
+	}
+	n := int64(len(w.slots))
 	span := min(secs, n)
 	f := 1 / float64(secs) // each covered second gets its share of the flow
 	for s := now - span + 1; s <= now; s++ {
@@ -109,6 +137,72 @@ func (w *window) add(r *flow.Record, now int64, scale float64) {
 	if w.dports != nil {
 		w.dports.add(mix64(uint64(r.DstPort) | uint64(r.Proto)<<16))
 	}
+}
+
+// addLight counts a flow's share of the current second.
+func (w *window) addLight(r *flow.Record, now int64, by, pk, fl, sm float64) {
+	if w.cur.sec != now {
+		if w.cur.sec > now {
+			return // late for a second already gone
+		}
+		w.cur = slot{sec: now}
+		w.curFirstNs = r.Received
+	}
+	w.cur.bytes += by
+	w.cur.packets += pk
+	w.cur.flows += fl
+	w.cur.samples += sm
+	w.lastExp, w.lastIf = r.Exporter, r.InIf
+	if w.firstNs == 0 {
+		w.firstNs = r.Received
+	}
+	w.lastSec = max(w.lastSec, now)
+	if w.episodeStart == 0 {
+		w.episodeStart = r.Received
+	}
+}
+
+// lightRates are the current second's rates, over the time it has run since its first
+// flow; the previous second's counts serve for the half second after it ended.
+func (w *window) lightRates(nowNs int64) (bps, pps, fps, samples float64) {
+	sec := nowNs / 1e9
+	if w.cur.sec != sec && w.cur.sec != sec-1 {
+		return 0, 0, 0, 0
+	}
+	span := max(float64(nowNs-w.curFirstNs)/1e9, minSpan)
+	if w.cur.sec == sec-1 {
+		span = max(span, 1)
+	}
+	span = min(span, 2)
+	return w.cur.bytes * 8 / span, w.cur.packets / span, w.cur.flows / span, w.cur.samples
+}
+
+// promote gives the window its detail, carrying the light second over into it.
+func (w *window) promote(seconds int, srcs, dsts, dports bool) {
+	d := &detail{slots: make([]slot, seconds)}
+	if srcs {
+		d.srcs = &hll{}
+	}
+	if dsts {
+		d.dsts = &hll{}
+	}
+	if dports {
+		d.dports = &hll{}
+	}
+	w.detail = d
+	if w.cur.sec > 0 {
+		d.slots[w.cur.sec%int64(seconds)] = w.cur
+		w.firstNs = w.curFirstNs
+		if w.lastExp.IsValid() {
+			d.ingress[0] = ingressCount{exporter: w.lastExp, inIf: w.lastIf, bytes: w.cur.bytes, packets: w.cur.packets}
+		}
+	}
+}
+
+// demote drops the detail of a window that has been quiet for a window length.
+func (w *window) demote() {
+	w.detail = nil
+	w.cur = slot{}
 }
 
 func (w *window) addIngress(exp netip.Addr, inIf uint32, by, pk float64) {
@@ -179,8 +273,11 @@ const shortSecs = 2
 
 const minSpan = 0.5
 
-// decay ages the ingress table and distinct counters by one evaluation step.
+// decay ages the ingress table by one evaluation step.
 func (w *window) decay() {
+	if w.detail == nil {
+		return
+	}
 	k := 1 - 1/float64(len(w.slots))
 	for i := range w.ingress {
 		w.ingress[i].bytes *= k
@@ -188,8 +285,8 @@ func (w *window) decay() {
 	}
 }
 
-// idle reports whether the window has no data left in its span.
-func (w *window) idle(now int64) bool { return w.lastSec <= now-int64(len(w.slots)) }
+// idle reports whether the window has had no data for n seconds (its length).
+func (w *window) idle(now, n int64) bool { return w.lastSec <= now-n }
 
 // hll is a small HyperLogLog (64 registers, ~13% standard error) for distinct counts in
 // bounded memory. It keeps the registers of its current and previous epoch and reports
