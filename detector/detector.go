@@ -607,6 +607,11 @@ func (d *Detector) evaluate(w *window, now, sec int64) bool {
 // promote decides whether a light window deserves its detail: its current second, net of
 // explained traffic for prefixes, against the rule's threshold.
 func (d *Detector) promote(w *window, info *ruleInfo, now int64) bool {
+	if w.cur.sec < now/1e9-1 {
+		// Nothing this second or the last: the common case for a million quiet hosts.
+		w.episodeStart = 0
+		return false
+	}
 	bps, pps, fps, samples := w.lightRates(now)
 	if w.res.typ == resPrefix {
 		if i := d.nets.lookup(w.res.addr); i >= 0 && i < len(d.explained) {
