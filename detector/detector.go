@@ -88,6 +88,7 @@ type Detector struct {
 	// explained is, per monitored prefix, the traffic of host anomalies inside it.
 	explained []Rates
 	agg       signatures.Aggregates // scratch for evaluate
+	prefixes  []*window             // prefix windows, evaluated after the hosts
 	started   int64                 // first evaluation
 	matched   []uint16
 	ring      evidenceRing
@@ -486,20 +487,26 @@ func (d *Detector) Evaluate(now int64) {
 	sec := now / 1e9
 	// Hosts go first: their anomalies explain part of their prefix's traffic, and a prefix
 	// is only carpet-bombed by what its host anomalies do not already account for.
-	for pass := 0; pass < 2; pass++ {
-		if pass == 1 {
-			d.explain()
+	// One sweep over all windows evaluates the rest and sets the prefixes aside; the
+	// explained rates add up in the sweep's order, which keeps replay repeatable.
+	d.resetExplained()
+	d.prefixes = d.prefixes[:0]
+	for i := 0; i < len(d.all); i++ {
+		w := d.all[i]
+		if w.res.typ == resPrefix {
+			d.prefixes = append(d.prefixes, w)
+			continue
 		}
-		for i := 0; i < len(d.all); i++ {
-			w := d.all[i]
-			if (w.res.typ == resPrefix) != (pass == 1) {
-				continue
-			}
-			if d.evaluate(w, now, sec) {
-				i-- // the window was dropped and the last one moved into its place
-			}
+		if d.evaluate(w, now, sec) {
+			i-- // the window was dropped and the last one moved into its place
+			continue
 		}
+		d.explain(w)
 	}
+	for _, w := range d.prefixes {
+		d.evaluate(w, now, sec)
+	}
+	clear(d.prefixes) // hold no windows between evaluations
 	if len(d.resume) > 0 {
 		d.endStale(now)
 	}
@@ -644,25 +651,25 @@ func (d *Detector) promote(w *window, info *ruleInfo, now int64) bool {
 	return true
 }
 
-// explain sums, per monitored prefix, the observed rates of the host anomalies inside it.
-func (d *Detector) explain() {
+// resetExplained clears, per monitored prefix, the traffic its host anomalies explain.
+func (d *Detector) resetExplained() {
 	if cap(d.explained) < len(d.nets.prefixes) {
 		d.explained = make([]Rates, len(d.nets.prefixes))
 	}
 	d.explained = d.explained[:len(d.nets.prefixes)]
 	clear(d.explained)
-	// Walk the window slice, not the map of actives: sums in a fixed order keep replay
-	// repeatable to the last bit.
-	for _, w := range d.all {
-		if w.anomaly == nil || w.res.typ != resHost || d.rules[w.rule].by != byDstAddr {
-			continue
-		}
-		if i := d.nets.lookup(w.res.addr); i >= 0 {
-			o := w.anomaly.a.Observed
-			d.explained[i].BPS += o.BPS
-			d.explained[i].PPS += o.PPS
-			d.explained[i].FPS += o.FPS
-		}
+}
+
+// explain adds a host anomaly's observed rates to its prefix's explained traffic.
+func (d *Detector) explain(w *window) {
+	if w.anomaly == nil || w.res.typ != resHost || d.rules[w.rule].by != byDstAddr {
+		return
+	}
+	if i := d.nets.lookup(w.res.addr); i >= 0 {
+		o := w.anomaly.a.Observed
+		d.explained[i].BPS += o.BPS
+		d.explained[i].PPS += o.PPS
+		d.explained[i].FPS += o.FPS
 	}
 }
 
