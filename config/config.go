@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 
@@ -75,7 +76,7 @@ func Parse(path string, data []byte) (Config, error) {
 	// An empty file is the defaults; decoding it would null the whole struct.
 	if len(bytes.TrimSpace(data)) > 0 {
 		dec := yaml.NewDecoder(bytes.NewReader(data), yaml.DisallowUnknownField())
-		if err := dec.Decode(&c); err != nil && !errors.Is(err, errEOF(err)) {
+		if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
 			return Config{}, fmt.Errorf("%s:%s", path, positioned(err))
 		}
 	}

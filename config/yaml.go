@@ -1,9 +1,7 @@
 package config
 
 import (
-	"errors"
 	"fmt"
-	"io"
 	"strings"
 	"time"
 
@@ -29,13 +27,6 @@ func (d *Duration) UnmarshalYAML(b []byte) error {
 
 // D returns the value as a time.Duration.
 func (d Duration) D() time.Duration { return time.Duration(d) }
-
-func errEOF(err error) error {
-	if errors.Is(err, io.EOF) {
-		return io.EOF
-	}
-	return errors.New("not eof")
-}
 
 // positioned turns goccy's "[3:5] message" into "3:5: message" plus its source excerpt.
 func positioned(err error) string {

@@ -529,12 +529,7 @@ func (d *Detector) evaluate(w *window, now, sec int64) bool {
 		return false
 	}
 	bps, pps, fps, samples := w.totals(now)
-	if w.res.typ == resPrefix {
-		if i := d.nets.lookup(w.res.addr); i >= 0 && i < len(d.explained) {
-			ex := d.explained[i]
-			bps, pps, fps = max(bps-ex.BPS, 0), max(pps-ex.PPS, 0), max(fps-ex.FPS, 0)
-		}
-	}
+	bps, pps, fps = d.unexplained(w, bps, pps, fps)
 	// The aggregates live in the detector: passed by pointer to the threshold's closures,
 	// a local would escape and cost an allocation per window per evaluation.
 	agg := &d.agg
@@ -620,12 +615,7 @@ func (d *Detector) promote(w *window, info *ruleInfo, now int64) bool {
 		return false
 	}
 	bps, pps, fps, samples := w.lightRates(now)
-	if w.res.typ == resPrefix {
-		if i := d.nets.lookup(w.res.addr); i >= 0 && i < len(d.explained) {
-			ex := d.explained[i]
-			bps, pps, fps = max(bps-ex.BPS, 0), max(pps-ex.PPS, 0), max(fps-ex.FPS, 0)
-		}
-	}
+	bps, pps, fps = d.unexplained(w, bps, pps, fps)
 	agg := &d.agg
 	// A light window keeps no sketches: distinct counts read as unbounded, so that only the
 	// rates can hold a window back (a scan rule, all distinct counts, promotes at once).
@@ -658,6 +648,17 @@ func (d *Detector) resetExplained() {
 	}
 	d.explained = d.explained[:len(d.nets.prefixes)]
 	clear(d.explained)
+}
+
+// unexplained takes from a prefix window's rates what its host anomalies account for.
+func (d *Detector) unexplained(w *window, bps, pps, fps float64) (float64, float64, float64) {
+	if w.res.typ == resPrefix {
+		if i := d.nets.lookup(w.res.addr); i >= 0 && i < len(d.explained) {
+			ex := d.explained[i]
+			return max(bps-ex.BPS, 0), max(pps-ex.PPS, 0), max(fps-ex.FPS, 0)
+		}
+	}
+	return bps, pps, fps
 }
 
 // explain adds a host anomaly's observed rates to its prefix's explained traffic.
