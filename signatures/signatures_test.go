@@ -172,6 +172,10 @@ func TestDefaultRulesMatch(t *testing.T) {
 		"interface-traffic-surge": {
 			fire: []flow.Record{tcp(443, fA|fP), udp(53, 40000, 1, 100), {}},
 		},
+		"tcp-flood": {
+			fire: []flow.Record{tcp(443, fA|fP), tcp(80, fA|fP|fU)},
+			miss: []flow.Record{udp(53, 40000, 1, 100), tcp(80, fS), tcp(80, fA), tcp(80, fR)},
+		},
 		"carpet-bombing": {
 			fire: []flow.Record{tcp(443, fA|fP), udp(53, 40000, 1, 100), {}},
 			// Like host-total-traffic it takes every flow: distinct_dst in its threshold tells
