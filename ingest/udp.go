@@ -120,6 +120,9 @@ func (l *Listener) Run(ctx context.Context) error {
 	}
 }
 
+// maxExporterSeries bounds the exporters with series of their own.
+const maxExporterSeries = DefaultMaxExporters
+
 // stageDecode times decoding one read of up to readBatch datagrams.
 var stageDecode = metrics.NewHistogram(`flowhound_stage_seconds{stage="decode"}`)
 
@@ -176,8 +179,18 @@ func (s *Stats) datagram(exp netip.Addr, records int, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	c := s.exporters[exp]
+	if c == nil && len(s.exporters) >= maxExporterSeries {
+		// Datagrams from spoofed sources must not grow the series without bound: past the
+		// limit they share one "other" series (the decoder bounds its state the same way).
+		exp = netip.Addr{}
+		c = s.exporters[exp]
+	}
 	if c == nil {
-		label := fmt.Sprintf(`exporter=%q`, exp.String())
+		name := exp.String()
+		if !exp.IsValid() {
+			name = "other"
+		}
+		label := fmt.Sprintf(`exporter=%q`, name)
 		c = &exporterCounters{
 			datagrams: s.set.GetOrCreateCounter(`flowhound_datagrams_received_total{` + label + `}`),
 			flows:     s.set.GetOrCreateCounter(`flowhound_flows_received_total{` + label + `}`),
