@@ -61,8 +61,11 @@ func Default() Config {
 	}
 }
 
-// Load reads a configuration file over the defaults.
+// Load reads a configuration file over the defaults; no path means the defaults alone.
 func Load(path string) (Config, error) {
+	if path == "" {
+		return Default(), nil
+	}
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return Config{}, fmt.Errorf("config: %w", err)

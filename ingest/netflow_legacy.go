@@ -159,26 +159,32 @@ func decodeV5(dst []flow.Record, base *flow.Record, body []byte, h legacyHeader)
 		b := body[:v5RecordLen]
 		dst = append(dst, *base)
 		r := &dst[len(dst)-1]
-		r.SrcAddr = addr4(b[0:])
-		r.DstAddr = addr4(b[4:])
-		r.NextHop = addr4(b[8:])
-		r.InIf = uint32(binary.BigEndian.Uint16(b[12:]))
-		r.OutIf = uint32(binary.BigEndian.Uint16(b[14:]))
-		r.Packets = uint64(binary.BigEndian.Uint32(b[16:]))
-		r.Bytes = uint64(binary.BigEndian.Uint32(b[20:]))
-		r.Start = relTime(h.exportNs, h.uptime, binary.BigEndian.Uint32(b[24:]))
-		r.End = relTime(h.exportNs, h.uptime, binary.BigEndian.Uint32(b[28:]))
-		r.SrcPort = binary.BigEndian.Uint16(b[32:])
-		r.DstPort = binary.BigEndian.Uint16(b[34:])
-		r.TCPFlags = b[37]
-		r.Proto = b[38]
-		r.TOS = b[39]
-		r.SrcAS = uint32(binary.BigEndian.Uint16(b[40:]))
-		r.DstAS = uint32(binary.BigEndian.Uint16(b[42:]))
-		r.SrcMask = b[44]
-		r.DstMask = b[45]
+		v5Fields(r, b, h)
 	}
 	return dst
+}
+
+// v5Fields reads the 48-byte v5 record layout, which v7 records begin with too.
+func v5Fields(r *flow.Record, b []byte, h legacyHeader) {
+	b = b[:v5RecordLen]
+	r.SrcAddr = addr4(b[0:])
+	r.DstAddr = addr4(b[4:])
+	r.NextHop = addr4(b[8:])
+	r.InIf = uint32(binary.BigEndian.Uint16(b[12:]))
+	r.OutIf = uint32(binary.BigEndian.Uint16(b[14:]))
+	r.Packets = uint64(binary.BigEndian.Uint32(b[16:]))
+	r.Bytes = uint64(binary.BigEndian.Uint32(b[20:]))
+	r.Start = relTime(h.exportNs, h.uptime, binary.BigEndian.Uint32(b[24:]))
+	r.End = relTime(h.exportNs, h.uptime, binary.BigEndian.Uint32(b[28:]))
+	r.SrcPort = binary.BigEndian.Uint16(b[32:])
+	r.DstPort = binary.BigEndian.Uint16(b[34:])
+	r.TCPFlags = b[37]
+	r.Proto = b[38]
+	r.TOS = b[39]
+	r.SrcAS = uint32(binary.BigEndian.Uint16(b[40:]))
+	r.DstAS = uint32(binary.BigEndian.Uint16(b[42:]))
+	r.SrcMask = b[44]
+	r.DstMask = b[45]
 }
 
 func decodeV7(dst []flow.Record, base *flow.Record, body []byte, h legacyHeader) []flow.Record {
@@ -187,24 +193,7 @@ func decodeV7(dst []flow.Record, base *flow.Record, body []byte, h legacyHeader)
 		b := body[:v7RecordLen]
 		dst = append(dst, *base)
 		r := &dst[len(dst)-1]
-		r.SrcAddr = addr4(b[0:])
-		r.DstAddr = addr4(b[4:])
-		r.NextHop = addr4(b[8:])
-		r.InIf = uint32(binary.BigEndian.Uint16(b[12:]))
-		r.OutIf = uint32(binary.BigEndian.Uint16(b[14:]))
-		r.Packets = uint64(binary.BigEndian.Uint32(b[16:]))
-		r.Bytes = uint64(binary.BigEndian.Uint32(b[20:]))
-		r.Start = relTime(h.exportNs, h.uptime, binary.BigEndian.Uint32(b[24:]))
-		r.End = relTime(h.exportNs, h.uptime, binary.BigEndian.Uint32(b[28:]))
-		r.SrcPort = binary.BigEndian.Uint16(b[32:])
-		r.DstPort = binary.BigEndian.Uint16(b[34:])
-		r.TCPFlags = b[37]
-		r.Proto = b[38]
-		r.TOS = b[39]
-		r.SrcAS = uint32(binary.BigEndian.Uint16(b[40:]))
-		r.DstAS = uint32(binary.BigEndian.Uint16(b[42:]))
-		r.SrcMask = b[44]
-		r.DstMask = b[45]
+		v5Fields(r, b, h)
 	}
 	return dst
 }

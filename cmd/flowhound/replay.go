@@ -29,12 +29,9 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		fs.Usage()
 		return fmt.Errorf("replay: no capture files")
 	}
-	cfg := config.Default()
-	if *cfgPath != "" {
-		var err error
-		if cfg, err = config.Load(*cfgPath); err != nil {
-			return err
-		}
+	cfg, err := config.Load(*cfgPath)
+	if err != nil {
+		return err
 	}
 	set, err := compileRules(cfg.Rules)
 	if err != nil {
