@@ -77,10 +77,9 @@ type Detector struct {
 	names map[netip.Addr]*Exporter
 	roles bool // some interface is configured internal: dedupe transit sightings
 	mu    sync.Mutex
-	// states holds each resource's windows, one per rule that matched it: a flow costs one
-	// map lookup per resource it touches, however many rules it matches there. all lists
-	// every window for the evaluation sweep, which a slice walks faster than a map.
-	states  map[resource]*resState
+	// table holds each resource's windows, one per rule that matched it; all lists every
+	// window for the evaluation sweep, which a slice walks faster than a table.
+	table   resTable
 	all     []*window
 	actives map[*window]*active
 	recent  map[windowKey]int64 // last raise per rule and resource, for compound rules
@@ -92,6 +91,9 @@ type Detector struct {
 	started   int64                 // first evaluation
 	matched   []uint16
 	ring      evidenceRing
+	ingresses ingressTable
+	hits      []hit
+	sink      uint64 // keeps processChunk's reads from being optimised away
 	lastEval  int64
 
 	processed *metrics.Counter
@@ -117,7 +119,7 @@ func New(cfg Config, deps Deps) (*Detector, error) {
 		deps:      deps,
 		nets:      newNetworks(cfg.Networks),
 		names:     map[netip.Addr]*Exporter{},
-		states:    map[resource]*resState{},
+		table:     newResTable(),
 		actives:   map[*window]*active{},
 		recent:    map[windowKey]int64{},
 		ring:      newEvidenceRing(1 << 17),
@@ -145,6 +147,9 @@ func New(cfg Config, deps Deps) (*Detector, error) {
 
 // buildRules derives what the detector needs from each compiled rule.
 func buildRules(cfg Config, set *signatures.Set) ([]ruleInfo, error) {
+	if set.Len() > math.MaxUint16 {
+		return nil, fmt.Errorf("detector: %d rules, at most %d", set.Len(), math.MaxUint16)
+	}
 	var infos []ruleInfo
 	byName := map[string]int{}
 	for i := 0; i < set.Len(); i++ {
@@ -229,6 +234,9 @@ func (d *Detector) Reload(set *signatures.Set) error {
 		w := d.all[i]
 		if j := remap[w.rule]; j >= 0 {
 			w.rule = j
+			if i := d.table.find(w.res, d.table.hash(w.res)); i >= 0 {
+				d.table.state(i).setRule(w)
+			}
 			continue
 		}
 		if w.anomaly != nil {
@@ -309,7 +317,26 @@ func (d *Detector) Process(recs []flow.Record) {
 func (d *Detector) process(recs []flow.Record) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	for len(recs) > 0 {
+		n := min(len(recs), processChunk)
+		d.processChunk(recs[:n])
+		recs = recs[n:]
+	}
+}
+
+// processChunk is process in passes, for the memory system's sake: with a million
+// resources nearly every step from a flow to its window (the table slot, the resource's
+// state, the window) is a cache miss, and a loop that goes from flow to window at once
+// waits for each miss in turn. Each pass below takes one step for the whole chunk and
+// reads what the next pass will need, so that the processor fetches dozens of lines at
+// the same time; the last pass updates the windows from cache. A chunk is small enough
+// for what it touches to stay in the core's cache between the passes.
+func (d *Detector) processChunk(recs []flow.Record) {
 	noNets := d.nets.empty()
+	t := &d.table
+	hits := d.hits[:0]
+	var sink uint64
+	// Pass 1: rules, direction and resource of each matched flow.
 	for i := range recs {
 		r := &recs[i]
 		d.matched = d.deps.Rules.Match(r, d.matched[:0])
@@ -320,49 +347,112 @@ func (d *Detector) process(recs []flow.Record) {
 		if !noNets {
 			srcNet, dstNet = d.nets.lookup(r.SrcAddr), d.nets.lookup(r.DstAddr)
 		}
-		now := r.Received / 1e9
-		scale := float64(r.Scale())
 		// Traffic from outside that a router reports entering by an internal interface was
 		// already counted where it came in at the edge: it joins the traceback, not the rates.
 		transit := d.roles && srcNet < 0 && d.internalIf(r.Exporter, r.InIf)
-		var lastRes resource
-		var st *resState
-		recID, recorded := uint64(0), false
+		first := len(hits)
 		for _, ri := range d.matched {
 			info := &d.rules[ri]
 			if !noNets && !directionOK(info.direction, srcNet, dstNet) {
 				continue
 			}
 			res, group := d.resourceOf(info.by, r, srcNet, dstNet)
-			if st == nil || res != lastRes {
-				lastRes = res
-				if st = d.states[res]; st == nil {
-					st = &resState{}
-					d.states[res] = st
-				}
+			h := hit{res: res, rec: int32(i), rule: ri, group: int32(group), transit: transit, same: len(hits) > first && hits[len(hits)-1].res == res}
+			if h.same {
+				h.hash = hits[len(hits)-1].hash
+			} else {
+				h.hash = t.hash(res)
 			}
-			w := st.window(int(ri))
-			if w == nil {
-				if len(d.all) >= d.cfg.MaxWindows {
-					windowsDropped.Inc()
-					continue
-				}
-				w = d.newWindow(st, res, int(ri), group)
-			}
-			if !recorded {
-				recID, recorded = d.ring.record(r), true
-			}
-			d.ring.push(w, recID, transit)
-			if transit {
-				if w.detail != nil {
-					w.addIngress(r.Exporter, r.InIf, float64(r.Bytes)*scale, float64(r.Packets)*scale)
-				}
-				continue
-			}
-			w.add(r, now, scale)
+			hits = append(hits, h)
 		}
 	}
+	// The reads that fetch lines for the next pass run in loops of their own: a tight loop
+	// of independent loads keeps many misses in flight, where loads spread through heavier
+	// code wait for the processor's reorder window to reach them.
+	for i := range hits {
+		sink += uint64(t.touch(hits[i].hash))
+	}
+	// Pass 2: find (or add) each resource's state.
+	for i := range hits {
+		h := &hits[i]
+		if h.same {
+			h.state = hits[i-1].state
+			continue
+		}
+		h.state = int32(t.get(h.res, h.hash))
+	}
+	for i := range hits {
+		sink += uint64(t.states[hits[i].state].n)
+	}
+	// Pass 3: find (or make) each window.
+	for i := range hits {
+		h := &hits[i]
+		st := &t.states[h.state]
+		w := st.window(int(h.rule))
+		if w == nil {
+			if len(d.all) >= d.cfg.MaxWindows {
+				windowsDropped.Inc()
+				continue
+			}
+			w = d.newWindow(st, h.res, int(h.rule), int(h.group))
+		}
+		h.w = w
+	}
+	for i := range hits {
+		if w := hits[i].w; w != nil {
+			sink += uint64(w.cur.sec)
+		}
+	}
+	d.sink = sink
+	// Pass 4: count each flow into its windows.
+	last, recID, ingress := int32(-1), uint64(0), uint32(0)
+	var now int64
+	var scale float64
+	for i := range hits {
+		h := &hits[i]
+		w := h.w
+		if w == nil {
+			// Out of windows: a resource left with none is forgotten again.
+			if st := &t.states[h.state]; st.n == 0 && (i == 0 || hits[i-1].state != h.state) {
+				t.remove(h.res)
+			}
+			continue
+		}
+		r := &recs[h.rec]
+		if h.rec != last {
+			last = h.rec
+			recID = d.ring.record(r)
+			ingress = d.ingresses.id(r.Exporter, r.InIf)
+			now, scale = r.Received/1e9, float64(r.Scale())
+		}
+		d.ring.push(w, recID, h.transit)
+		if h.transit {
+			if w.detail != nil {
+				w.addIngress(r.Exporter, r.InIf, float64(r.Bytes)*scale, float64(r.Packets)*scale)
+			}
+			continue
+		}
+		w.add(r, now, scale, ingress)
+	}
+	clear(hits) // hold no windows between batches
+	d.hits = hits[:0]
 	d.processed.Add(len(recs))
+}
+
+// processChunk bounds a chunk's windows to what stays in a core's cache between passes.
+const processChunk = 256
+
+// hit is a flow's way into one window, found step by step by processChunk's passes.
+type hit struct {
+	res     resource
+	hash    uint64
+	w       *window
+	rec     int32
+	state   int32
+	group   int32
+	rule    uint16
+	transit bool
+	same    bool // the same resource as the hit before, of the same flow
 }
 
 func (d *Detector) internalIf(exp netip.Addr, inIf uint32) bool {
@@ -372,18 +462,79 @@ func (d *Detector) internalIf(exp netip.Addr, inIf uint32) bool {
 	return false
 }
 
-// resState is one resource's windows.
+// resState is one resource's windows, kept in the map entry itself: a flow finds the window
+// of each rule it matched without touching any other window, which with a million hosts is
+// a cache miss saved per window passed over. Past resInline windows (a host hit by many
+// rules at once) the rest chain into overflow nodes.
 type resState struct {
-	windows []*window
+	rules [resInline]uint16
+	n     uint8
+	wins  [resInline]*window
+	more  *resState
 }
 
+const resInline = 8
+
 func (st *resState) window(rule int) *window {
-	for _, w := range st.windows {
-		if w.rule == rule {
-			return w
+	for ; st != nil; st = st.more {
+		for i := range st.n {
+			if int(st.rules[i]) == rule {
+				return st.wins[i]
+			}
 		}
 	}
 	return nil
+}
+
+func (st *resState) add(w *window) {
+	for st.n == resInline {
+		if st.more == nil {
+			st.more = &resState{}
+		}
+		st = st.more
+	}
+	st.rules[st.n], st.wins[st.n] = uint16(w.rule), w
+	st.n++
+}
+
+// remove takes w out, moving the last window into its place; it reports whether the
+// resource has no windows left.
+func (st *resState) remove(w *window) bool {
+	var at *resState
+	idx := 0
+	tail, prev := st, (*resState)(nil)
+	for n := st; n != nil; n = n.more {
+		for i := range n.n {
+			if n.wins[i] == w {
+				at, idx = n, int(i)
+			}
+		}
+		if n.more != nil && n.more.n > 0 {
+			prev, tail = n, n.more
+		}
+	}
+	if at == nil {
+		return st.n == 0
+	}
+	last := tail.n - 1
+	at.rules[idx], at.wins[idx] = tail.rules[last], tail.wins[last]
+	tail.rules[last], tail.wins[last] = 0, nil
+	tail.n--
+	if tail.n == 0 && prev != nil {
+		prev.more = nil
+	}
+	return st.n == 0
+}
+
+// setRule renumbers w after a reload.
+func (st *resState) setRule(w *window) {
+	for n := st; n != nil; n = n.more {
+		for i := range n.n {
+			if n.wins[i] == w {
+				n.rules[i] = uint16(w.rule)
+			}
+		}
+	}
 }
 
 var (
@@ -409,7 +560,7 @@ func directionOK(dir string, srcNet, dstNet int) bool {
 func (d *Detector) resourceOf(by groupBy, r *flow.Record, srcNet, dstNet int) (resource, int) {
 	switch by {
 	case bySrcAddr:
-		return resource{typ: resHost, addr: r.SrcAddr}, d.groupOf(srcNet)
+		return newResource(resHost, r.SrcAddr, 0, 0), d.groupOf(srcNet)
 	case byDstPrefix, bySrcPrefix:
 		a, n := r.DstAddr, dstNet
 		if by == bySrcPrefix {
@@ -417,22 +568,22 @@ func (d *Detector) resourceOf(by groupBy, r *flow.Record, srcNet, dstNet int) (r
 		}
 		if n >= 0 {
 			p := d.nets.prefixes[n]
-			return resource{typ: resPrefix, addr: p.Addr(), bits: uint8(p.Bits())}, d.groupOf(n)
+			return newResource(resPrefix, p.Addr(), 0, uint8(p.Bits())), d.groupOf(n)
 		}
 		bitsN := 24
 		if a.Is6() {
 			bitsN = 64
 		}
 		p, _ := a.Prefix(bitsN)
-		return resource{typ: resPrefix, addr: p.Addr(), bits: uint8(bitsN)}, -1
+		return newResource(resPrefix, p.Addr(), 0, uint8(bitsN)), -1
 	case byInIf:
-		return resource{typ: resInterface, addr: r.Exporter, index: r.InIf}, -1
+		return newResource(resInterface, r.Exporter, r.InIf, 0), -1
 	case byDstPort:
 		return resource{typ: resPort, index: uint32(r.Proto)<<16 | uint32(r.DstPort)}, -1
 	case byGlobal:
 		return resource{typ: resGlobal}, -1
 	}
-	return resource{typ: resHost, addr: r.DstAddr}, d.groupOf(dstNet)
+	return newResource(resHost, r.DstAddr, 0, 0), d.groupOf(dstNet)
 }
 
 func (d *Detector) groupOf(prefixIndex int) int {
@@ -446,9 +597,9 @@ func (d *Detector) newWindow(st *resState, res resource, rule, group int) *windo
 	info := &d.rules[rule]
 	w := &window{res: res, rule: rule, group: group, pos: len(d.all)}
 	if info.alwaysFull {
-		w.promote(info.windowSec, info.distinctSrc, info.distinctDst, info.distinctPrt)
+		w.promote(info.windowSec, info.distinctSrc, info.distinctDst, info.distinctPrt, ingressKey{})
 	}
-	st.windows = append(st.windows, w)
+	st.add(w)
 	d.all = append(d.all, w)
 	return w
 }
@@ -459,16 +610,8 @@ func (d *Detector) drop(w *window) {
 	d.all[w.pos] = last
 	last.pos = w.pos
 	d.all = d.all[:len(d.all)-1]
-	st := d.states[w.res]
-	for i, x := range st.windows {
-		if x == w {
-			st.windows[i] = st.windows[len(st.windows)-1]
-			st.windows = st.windows[:len(st.windows)-1]
-			break
-		}
-	}
-	if len(st.windows) == 0 {
-		delete(d.states, w.res)
+	if i := d.table.find(w.res, d.table.hash(w.res)); i >= 0 && d.table.state(i).remove(w) {
+		d.table.remove(w.res)
 	}
 }
 
@@ -629,8 +772,8 @@ func (d *Detector) promote(w *window, info *ruleInfo, now int64) bool {
 		}
 		return false
 	}
-	seed := w.curFirstNs
-	w.promote(info.windowSec, info.distinctSrc, info.distinctDst, info.distinctPrt)
+	seed := w.curFirstNs()
+	w.promote(info.windowSec, info.distinctSrc, info.distinctDst, info.distinctPrt, d.ingresses.key(w.lastIngress))
 	// The traceback starts from the flows of the promoting second that are still in the
 	// evidence ring, rather than from the one ingress a light window remembers.
 	saved := w.ingress[0]
@@ -653,7 +796,7 @@ func (d *Detector) resetExplained() {
 // unexplained takes from a prefix window's rates what its host anomalies account for.
 func (d *Detector) unexplained(w *window, bps, pps, fps float64) (float64, float64, float64) {
 	if w.res.typ == resPrefix {
-		if i := d.nets.lookup(w.res.addr); i >= 0 && i < len(d.explained) {
+		if i := d.nets.lookup(w.res.addr()); i >= 0 && i < len(d.explained) {
 			ex := d.explained[i]
 			return max(bps-ex.BPS, 0), max(pps-ex.PPS, 0), max(fps-ex.FPS, 0)
 		}
@@ -666,7 +809,7 @@ func (d *Detector) explain(w *window) {
 	if w.anomaly == nil || w.res.typ != resHost || d.rules[w.rule].by != byDstAddr {
 		return
 	}
-	if i := d.nets.lookup(w.res.addr); i >= 0 {
+	if i := d.nets.lookup(w.res.addr()); i >= 0 {
 		o := w.anomaly.a.Observed
 		d.explained[i].BPS += o.BPS
 		d.explained[i].PPS += o.PPS

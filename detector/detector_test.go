@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/flowhound/flowhound/baseline"
 	"github.com/flowhound/flowhound/flow"
@@ -370,5 +371,25 @@ func TestTransitCountsOnce(t *testing.T) {
 	}
 	if len(a.Traceback) != 2 {
 		t.Errorf("traceback %+v, want the edge and the core", a.Traceback)
+	}
+}
+
+// TestWindowLayout keeps what a flow into a light window writes in the window's first cache
+// line, and the size a multiple of 64 so that the allocator's size class keeps windows
+// line-aligned.
+func TestWindowLayout(t *testing.T) {
+	var w window
+	if size := unsafe.Sizeof(w); size%64 != 0 {
+		t.Errorf("window is %d bytes, not a multiple of 64", size)
+	}
+	for name, end := range map[string]uintptr{
+		"cur":          unsafe.Offsetof(w.cur) + unsafe.Sizeof(w.cur),
+		"curOff":       unsafe.Offsetof(w.curOff) + unsafe.Sizeof(w.curOff),
+		"lastIngress":  unsafe.Offsetof(w.lastIngress) + unsafe.Sizeof(w.lastIngress),
+		"episodeStart": unsafe.Offsetof(w.episodeStart) + unsafe.Sizeof(w.episodeStart),
+	} {
+		if end > 64 {
+			t.Errorf("%s ends at byte %d, past the first cache line", name, end)
+		}
 	}
 }

@@ -187,7 +187,7 @@ func (d *Detector) resourceName(w *window) string {
 			return d.cfg.Networks[w.group].Name
 		}
 	case resInterface:
-		if e := d.names[w.res.addr]; e != nil {
+		if e := d.names[w.res.addr()]; e != nil {
 			if ifc, ok := e.Interfaces[w.res.index]; ok && ifc.Name != "" {
 				return e.Name + " " + ifc.Name
 			}

@@ -1,6 +1,7 @@
 package detector
 
 import (
+	"encoding/binary"
 	"fmt"
 	"net/netip"
 
@@ -18,23 +19,52 @@ const (
 
 var resourceTypeNames = [...]string{"host", "prefix", "interface", "port", "global"}
 
-// resource is the comparable key of what an anomaly is about. It is small and pointer-light
-// so that it can key a map on the hot path.
+// resource is the comparable key of what an anomaly is about. It holds no pointer (a
+// netip.Addr does) and no padding, so the map of a million resources hashes it as plain
+// memory and the garbage collector never scans its keys.
 type resource struct {
-	addr  netip.Addr // host address, prefix address, or exporter of an interface
-	index uint32     // ifindex, or proto<<16|port
-	bits  uint8      // prefix length
-	typ   uint8
+	hi, lo uint64 // address (host, prefix, or exporter of an interface), 16 bytes big-endian
+	index  uint32 // ifindex, or proto<<16|port
+	bits   uint8  // prefix length
+	typ    uint8
+	fam    uint16 // 0 no address, 4 or 6
+}
+
+func newResource(typ uint8, a netip.Addr, index uint32, bits uint8) resource {
+	r := resource{typ: typ, index: index, bits: bits}
+	if a.IsValid() {
+		b := a.As16()
+		r.hi, r.lo = binary.BigEndian.Uint64(b[:8]), binary.BigEndian.Uint64(b[8:])
+		r.fam = 6
+		if a.Is4() {
+			r.fam = 4
+		}
+	}
+	return r
+}
+
+// addr is the resource's address; the zero Addr for ports and global.
+func (r resource) addr() netip.Addr {
+	var b [16]byte
+	binary.BigEndian.PutUint64(b[:8], r.hi)
+	binary.BigEndian.PutUint64(b[8:], r.lo)
+	switch r.fam {
+	case 4:
+		return netip.AddrFrom16(b).Unmap()
+	case 6:
+		return netip.AddrFrom16(b)
+	}
+	return netip.Addr{}
 }
 
 func (r resource) String() string {
 	switch r.typ {
 	case resHost:
-		return r.addr.String()
+		return r.addr().String()
 	case resPrefix:
-		return netip.PrefixFrom(r.addr, int(r.bits)).String()
+		return netip.PrefixFrom(r.addr(), int(r.bits)).String()
 	case resInterface:
-		return fmt.Sprintf("%s:%d", r.addr, r.index)
+		return fmt.Sprintf("%s:%d", r.addr(), r.index)
 	case resPort:
 		return fmt.Sprintf("%s/%d", protoName(uint8(r.index>>16)), r.index&0xffff)
 	}

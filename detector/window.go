@@ -28,28 +28,35 @@ type slot struct {
 // a quiet window length. A flood's first second is carried over into the detail, so
 // promotion costs no detection time.
 type window struct {
+	// The first 64 bytes are all that a flow into a light window touches, so that a
+	// million light windows cost a flow one cache line each. The size stays a multiple of
+	// 64 (checked in a test) so that the allocator keeps windows line-aligned.
+	*detail     // nil while light
+	cur         slot
+	curOff      uint32 // when the current second's first flow came, ns into the second
+	lastIngress uint32 // where the latest flow came in: Detector.ingresses index, 0 unknown
+	// episodeStart is the arrival of the first flow since the window was last quiet; the
+	// detection delay runs from it.
+	episodeStart int64
+
 	res     resource
 	rule    int
 	group   int   // monitored network index of the resource, -1 if none
 	pos     int   // index in Detector.all
 	firstNs int64 // earliest time that holds data: the window's span until it is full
-	lastSec int64 // latest second that holds data
+	lastSec int64 // latest second that holds data, up to the light second (see seen)
 
-	// Light state: the current second, when it began, and where its latest flow came in.
-	cur        slot
-	curFirstNs int64
-	lastExp    netip.Addr
-	lastIf     uint32
-
-	*detail // nil while light
-
-	// episodeStart is the arrival of the first flow since the window was last quiet; the
-	// detection delay runs from it.
-	episodeStart int64
 	pendingSince int64 // when the threshold was first crossed, for a rule's `for`
 	lastFired    int64 // last evaluation over threshold
 	anomaly      *active
+	_            [40]byte
 }
+
+// curFirstNs is when the light second's first flow arrived.
+func (w *window) curFirstNs() int64 { return w.cur.sec*1e9 + int64(w.curOff) }
+
+// seen is the latest second that holds data.
+func (w *window) seen() int64 { return max(w.lastSec, w.cur.sec) }
 
 // detail is what a window keeps once it matters.
 type detail struct {
@@ -80,7 +87,7 @@ type ingressCount struct {
 // over its duration ending at its arrival (DESIGN.md Time): a 60 s flow cut by the active
 // timeout is 60 s of traffic, not a one-second burst. The part older than the window is
 // dropped with the seconds it belongs to.
-func (w *window) add(r *flow.Record, now int64, scale float64) {
+func (w *window) add(r *flow.Record, now int64, scale float64, ingress uint32) {
 	pk := float64(r.Packets) * scale
 	by := float64(r.Bytes) * scale
 	fl := float64(r.FlowCount())
@@ -92,14 +99,20 @@ func (w *window) add(r *flow.Record, now int64, scale float64) {
 	if w.detail == nil {
 		// The light second takes its share of the flow's duration, as a slot would.
 		f := 1 / float64(secs)
-		w.addLight(r, now, by*f, pk*f, fl, sm*f)
+		w.addLight(r, now, by*f, pk*f, fl, sm*f, ingress)
 		return
 	}
 	n := int64(len(w.slots))
 	span := min(secs, n)
 	f := 1 / float64(secs) // each covered second gets its share of the flow
-	for s := now - span + 1; s <= now; s++ {
-		sl := &w.slots[s%n]
+	// The slot index steps with the second rather than being taken modulo n each time: a
+	// division per covered second is most of the cost of a long flow.
+	i := (now - span + 1) % n
+	for s := now - span + 1; s <= now; s, i = s+1, i+1 {
+		if i == n {
+			i = 0
+		}
+		sl := &w.slots[i]
 		if sl.sec != s {
 			if sl.sec > s { // a late flow for a second already recycled: it is outside the window
 				continue
@@ -139,24 +152,21 @@ func (w *window) add(r *flow.Record, now int64, scale float64) {
 	}
 }
 
-// addLight counts a flow's share of the current second.
-func (w *window) addLight(r *flow.Record, now int64, by, pk, fl, sm float64) {
+// addLight counts a flow's share of the current second. It writes nothing outside the
+// window's first cache line.
+func (w *window) addLight(r *flow.Record, now int64, by, pk, fl, sm float64, ingress uint32) {
 	if w.cur.sec != now {
 		if w.cur.sec > now {
 			return // late for a second already gone
 		}
 		w.cur = slot{sec: now}
-		w.curFirstNs = r.Received
+		w.curOff = uint32(r.Received - now*1e9)
 	}
 	w.cur.bytes += by
 	w.cur.packets += pk
 	w.cur.flows += fl
 	w.cur.samples += sm
-	w.lastExp, w.lastIf = r.Exporter, r.InIf
-	if w.firstNs == 0 {
-		w.firstNs = r.Received
-	}
-	w.lastSec = max(w.lastSec, now)
+	w.lastIngress = ingress
 	if w.episodeStart == 0 {
 		w.episodeStart = r.Received
 	}
@@ -169,7 +179,7 @@ func (w *window) lightRates(nowNs int64) (bps, pps, fps, samples float64) {
 	if w.cur.sec != sec && w.cur.sec != sec-1 {
 		return 0, 0, 0, 0
 	}
-	span := max(float64(nowNs-w.curFirstNs)/1e9, minSpan)
+	span := max(float64(nowNs-w.curFirstNs())/1e9, minSpan)
 	if w.cur.sec == sec-1 {
 		span = max(span, 1)
 	}
@@ -178,7 +188,7 @@ func (w *window) lightRates(nowNs int64) (bps, pps, fps, samples float64) {
 }
 
 // promote gives the window its detail, carrying the light second over into it.
-func (w *window) promote(seconds int, srcs, dsts, dports bool) {
+func (w *window) promote(seconds int, srcs, dsts, dports bool, last ingressKey) {
 	d := &detail{slots: make([]slot, seconds)}
 	if srcs {
 		d.srcs = &hll{}
@@ -192,9 +202,10 @@ func (w *window) promote(seconds int, srcs, dsts, dports bool) {
 	w.detail = d
 	if w.cur.sec > 0 {
 		d.slots[w.cur.sec%int64(seconds)] = w.cur
-		w.firstNs = w.curFirstNs
-		if w.lastExp.IsValid() {
-			d.ingress[0] = ingressCount{exporter: w.lastExp, inIf: w.lastIf, bytes: w.cur.bytes, packets: w.cur.packets}
+		w.firstNs = w.curFirstNs()
+		w.lastSec = w.seen()
+		if last.exporter.IsValid() {
+			d.ingress[0] = ingressCount{exporter: last.exporter, inIf: last.inIf, bytes: w.cur.bytes, packets: w.cur.packets}
 		}
 	}
 }
@@ -202,6 +213,7 @@ func (w *window) promote(seconds int, srcs, dsts, dports bool) {
 // demote drops the detail of a window that has been quiet for a window length.
 func (w *window) demote() {
 	w.detail = nil
+	w.lastSec = w.seen()
 	w.cur = slot{}
 }
 
@@ -286,7 +298,7 @@ func (w *window) decay() {
 }
 
 // idle reports whether the window has had no data for n seconds (its length).
-func (w *window) idle(now, n int64) bool { return w.lastSec <= now-n }
+func (w *window) idle(now, n int64) bool { return w.seen() <= now-n }
 
 // hll is a small HyperLogLog (64 registers, ~13% standard error) for distinct counts in
 // bounded memory. It keeps the registers of its current and previous epoch and reports
@@ -352,4 +364,78 @@ func mix64(x uint64) uint64 {
 	x *= 0x94d049bb133111eb
 	x ^= x >> 31
 	return x
+}
+
+// ingressKey is where traffic enters the network: a router and its input interface.
+type ingressKey struct {
+	exporter netip.Addr
+	inIf     uint32
+}
+
+// ingressTable numbers ingress points so that a light window remembers its latest one in
+// four bytes. Index 0 is "unknown"; past maxIngressIDs points (spoofed exporters, junk
+// ifindexes) new ones read as unknown, which costs only a promoted window's first
+// traceback entry. Flows come in datagrams, runs from one exporter, so the last
+// exporter's table is kept at hand.
+type ingressTable struct {
+	exporters map[netip.Addr]*exporterIngress
+	lastExp   netip.Addr
+	last      *exporterIngress
+	keys      []ingressKey
+}
+
+// exporterIngress numbers one exporter's interfaces: low ifindexes in an array.
+type exporterIngress struct {
+	low  [64]uint32
+	high map[uint32]uint32
+}
+
+const maxIngressIDs = 1 << 16
+
+func (t *ingressTable) id(exp netip.Addr, inIf uint32) uint32 {
+	e := t.last
+	if e == nil || exp != t.lastExp {
+		if e = t.exporters[exp]; e == nil {
+			if t.exporters == nil {
+				t.exporters = map[netip.Addr]*exporterIngress{}
+				t.keys = []ingressKey{{}}
+			}
+			if len(t.keys) >= maxIngressIDs {
+				return 0
+			}
+			e = &exporterIngress{}
+			t.exporters[exp] = e
+		}
+		t.lastExp, t.last = exp, e
+	}
+	var slot *uint32
+	if inIf < uint32(len(e.low)) {
+		slot = &e.low[inIf]
+	} else if id, ok := e.high[inIf]; ok {
+		return id
+	}
+	if slot != nil && *slot != 0 {
+		return *slot
+	}
+	if len(t.keys) >= maxIngressIDs {
+		return 0
+	}
+	id := uint32(len(t.keys))
+	t.keys = append(t.keys, ingressKey{exporter: exp, inIf: inIf})
+	if slot != nil {
+		*slot = id
+	} else {
+		if e.high == nil {
+			e.high = map[uint32]uint32{}
+		}
+		e.high[inIf] = id
+	}
+	return id
+}
+
+func (t *ingressTable) key(id uint32) ingressKey {
+	if int(id) < len(t.keys) {
+		return t.keys[id]
+	}
+	return ingressKey{}
 }
