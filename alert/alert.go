@@ -76,6 +76,9 @@ type Alerter struct {
 	pending  int
 	notified map[string]time.Time // anomalies whose raise was queued, and when
 	running  bool
+	// unsaved are the queued events the store refused (a full disk), in sequence order:
+	// they are delivered from memory and written when the store takes writes again.
+	unsaved []*event
 }
 
 // event is one queued anomaly event, shared by the sinks it goes to.
@@ -85,7 +88,8 @@ type event struct {
 	queued  time.Time
 	raw     []byte // the anomaly's JSON, as sent
 	anomaly detector.Anomaly
-	refs    int // outbox entries still pointing at it
+	refs    int  // outbox entries still pointing at it
+	saved   bool // in the store, so delivery and retries update it there
 }
 
 // item is one outbox entry: an event still to deliver to one sink.
@@ -211,7 +215,7 @@ func (a *Alerter) load() error {
 			return nil
 		}
 		seq := binary.BigEndian.Uint64(k)
-		events[seq] = &event{seq: seq, typ: se.Event, queued: se.Queued, raw: slices.Clone([]byte(se.Anomaly)), anomaly: an}
+		events[seq] = &event{seq: seq, typ: se.Event, queued: se.Queued, raw: slices.Clone([]byte(se.Anomaly)), anomaly: an, saved: true}
 		a.seq = max(a.seq, seq)
 		return nil
 	})
@@ -268,13 +272,18 @@ func (a *Alerter) load() error {
 	if err != nil {
 		return fmt.Errorf("alert: reading %s: %w", nsAlerted, err)
 	}
-	if err := a.deleteKeys(drop); err != nil {
+	// On a full disk the cleaning waits for the next start (or sweep): it must not keep
+	// the engine down.
+	if err := a.deleteKeys(drop); err != nil && !errors.Is(err, store.ErrWrite) {
 		return fmt.Errorf("alert: cleaning the outbox: %w", err)
 	}
 	if a.pending > 0 {
 		a.log.Info("outbox reloaded", "pending", a.pending)
 	}
-	return a.sweep(now)
+	if err := a.sweep(now); err != nil && !errors.Is(err, store.ErrWrite) {
+		return err
+	}
+	return nil
 }
 
 // sweep forgets Slack message references and alerted marks older than keepMarks: those
@@ -347,7 +356,9 @@ func (it *item) deliveryID(sinkID string) string {
 }
 
 // Notify queues ev for every sink that wants it and returns once the queue entries are in
-// the store, so a kill right after it loses nothing. It never waits on a sink. "updated"
+// the store, so a kill right after it loses nothing. When the store refuses the write (a
+// full disk) the entries are queued in memory all the same, delivered from there, and
+// written when the store takes writes again. It never waits on a sink. "updated"
 // events go to Slack only, and an update still queued is replaced by a newer one.
 func (a *Alerter) Notify(ev detector.Event) error {
 	typ := ev.Type
@@ -422,8 +433,20 @@ func (a *Alerter) Notify(ev detector.Event) error {
 	a.seq++
 	e := &event{seq: a.seq, typ: typ, queued: a.now(), raw: raw, anomaly: an, refs: len(targets)}
 	if a.st != nil {
-		if err := a.persist(e, targets, seen); err != nil {
-			return err
+		if len(a.unsaved) > 0 {
+			// Written in order: a later event must not reach the store before an earlier one.
+			a.saveLate()
+		}
+		if len(a.unsaved) == 0 {
+			err = a.persist(e, targets, seen)
+			e.saved = err == nil
+			if err != nil && !errors.Is(err, store.ErrWrite) {
+				a.log.Error("alert outbox: not stored, delivering from memory", "err", err)
+			}
+		}
+		if !e.saved {
+			a.unsaved = append(a.unsaved, e)
+			unsavedGauge().Add(float64(len(targets)))
 		}
 	}
 	switch typ {
@@ -487,6 +510,31 @@ func (a *Alerter) persist(e *event, targets []*queue, seen bool) error {
 	return nil
 }
 
+// saveLate writes the events the store refused, with the outbox entries still queued, in
+// order, and stops at the first failure. Called with a.mu held.
+func (a *Alerter) saveLate() {
+	done := 0
+	for _, e := range a.unsaved {
+		var targets []*queue
+		for _, q := range a.queues {
+			if slices.ContainsFunc(q.items, func(it *item) bool { return it.ev == e }) {
+				targets = append(targets, q)
+			}
+		}
+		if len(targets) > 0 {
+			// The raise's mark is written while the anomaly is still marked as alerted.
+			_, marked := a.notified[e.anomaly.ID]
+			if a.persist(e, targets, !(e.typ == Raised && marked)) != nil {
+				break
+			}
+			e.saved = true
+		}
+		unsavedGauge().Add(-float64(len(targets)))
+		done++
+	}
+	a.unsaved = slices.Delete(a.unsaved, 0, done)
+}
+
 // coalesce replaces the payload of a Slack update still waiting for the same anomaly.
 // Called with a.mu held.
 func (a *Alerter) coalesce(an detector.Anomaly, raw []byte) bool {
@@ -497,7 +545,7 @@ func (a *Alerter) coalesce(an detector.Anomaly, raw []byte) bool {
 		if it.ev.typ != Updated || it.inflight || it.ev.anomaly.ID != an.ID || it.ev.refs != 1 {
 			continue
 		}
-		if a.st != nil && a.st.Put(nsEvents, seqKey(it.ev.seq), encodeEvent(Updated, it.ev.queued, raw)) != nil {
+		if it.ev.saved && a.st.Put(nsEvents, seqKey(it.ev.seq), encodeEvent(Updated, it.ev.queued, raw)) != nil {
 			return false // queue it as a new event instead
 		}
 		it.ev.raw, it.ev.anomaly = raw, an
@@ -528,7 +576,10 @@ func (a *Alerter) forget(q *queue, it *item) {
 	it.ev.refs--
 	a.pending--
 	pendingGauge().Dec()
-	if a.st == nil {
+	if !it.ev.saved {
+		if a.st != nil {
+			unsavedGauge().Dec()
+		}
 		return
 	}
 	b := a.st.NewBatch()
@@ -541,7 +592,7 @@ func (a *Alerter) forget(q *queue, it *item) {
 	} else {
 		b.Cancel()
 	}
-	if err != nil {
+	if err != nil && !errors.Is(err, store.ErrWrite) {
 		// The entry comes back at the next start and is delivered again: at least once.
 		a.log.Error("removing a delivered alert from the outbox", "err", err)
 	}
@@ -577,14 +628,22 @@ func (a *Alerter) Run(ctx context.Context) error {
 	}
 	tick := time.NewTicker(time.Hour)
 	defer tick.Stop()
+	late := time.NewTicker(time.Second)
+	defer late.Stop()
 	for done := false; !done; {
 		select {
 		case <-ctx.Done():
 			done = true
 		case <-tick.C:
-			if err := a.sweep(a.now()); err != nil {
+			if err := a.sweep(a.now()); err != nil && !errors.Is(err, store.ErrWrite) {
 				a.log.Warn("sweeping old alert marks", "err", err)
 			}
+		case <-late.C:
+			a.mu.Lock()
+			if len(a.unsaved) > 0 {
+				a.saveLate()
+			}
+			a.mu.Unlock()
 		}
 	}
 	wg.Wait()
@@ -698,9 +757,9 @@ func (a *Alerter) settle(q *queue, it *item, d *delivery, err error) {
 		q.m.retries.Inc()
 		a.log.Warn("alert delivery failed, will retry", "sink", q.s.id(), "delivery", d.ID,
 			"reason", f.reason, "err", f.err, "attempt", it.attempts, "retry_in", wait.Round(time.Millisecond))
-		if a.st != nil {
+		if it.ev.saved {
 			val, _ := json.Marshal(storedState{Attempts: it.attempts, Next: it.next})
-			if err := a.st.Put(nsOutbox, outboxKey(it.ev.seq, q.s.id()), val); err != nil {
+			if err := a.st.Put(nsOutbox, outboxKey(it.ev.seq, q.s.id()), val); err != nil && !errors.Is(err, store.ErrWrite) {
 				a.log.Error("saving the retry schedule", "err", err)
 			}
 		}

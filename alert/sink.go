@@ -103,6 +103,12 @@ var pendingGauge = sync.OnceValue(func() *metrics.Gauge {
 	return metrics.GetOrCreateGauge("flowhound_alerts_pending", nil)
 })
 
+// unsavedGauge counts queued deliveries that are only in memory: the store refused them
+// and they are written when it takes writes again (a restart meanwhile loses them).
+var unsavedGauge = sync.OnceValue(func() *metrics.Gauge {
+	return metrics.GetOrCreateGauge("flowhound_alerts_unsaved", nil)
+})
+
 var logMetrics = sync.OnceValue(func() *metrics.Counter {
 	return metrics.GetOrCreateCounter(`flowhound_alerts_delivered_total{sink="log"}`)
 })

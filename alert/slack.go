@@ -90,7 +90,7 @@ func (s *slackSink) deliver(ctx context.Context, d *delivery) error {
 	ref.At = s.now() // the sweep counts from the last activity, so long attacks keep theirs
 	// The reference outlives the end (until the sweep), so an end delivered again after a
 	// restart updates the same message instead of posting another.
-	if err := s.saveRef(d.Anomaly.ID, ref); err != nil {
+	if err := s.saveRef(d.Anomaly.ID, ref); err != nil && !errors.Is(err, store.ErrWrite) {
 		// The message is out; losing its reference only means the end is a new message.
 		s.log.Error("saving the slack message reference", "anomaly", d.Anomaly.ID, "err", err)
 	}

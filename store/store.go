@@ -9,7 +9,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
 
+	"github.com/VictoriaMetrics/metrics"
 	"github.com/dgraph-io/badger/v4"
 )
 
@@ -23,6 +28,11 @@ var metaKey = []byte("\x00format")
 
 // ErrNotFound is returned by Get for a missing key.
 var ErrNotFound = errors.New("store: key not found")
+
+// ErrWrite wraps every failed write (Put, Delete, Batch, DeleteNamespace). The store has
+// already counted and, once per failure episode, logged it, so callers need not log it
+// again; errors.Is also finds the cause (syscall.ENOSPC, EROFS, EIO...).
+var ErrWrite = errors.New("store: write failed")
 
 // Options size the badger database.
 type Options struct {
@@ -45,7 +55,14 @@ type Options struct {
 	SyncWrites bool
 	// ReadOnly opens the database without writing to it (for inspection tools).
 	ReadOnly bool
-	// Logger gets badger's warnings and errors; nil means slog.Default().
+	// MinFree is the free space, in bytes, below which the store refuses writes on its
+	// filesystem. badger writes its write-ahead log and new tables through memory maps of
+	// sparse files: on a full disk such a write is a SIGBUS that kills the process, not
+	// an error. The reserve also leaves room for the flushes and compactions that badger
+	// runs in the background after a write was accepted. 0 disables the check.
+	MinFree int64
+	// Logger gets badger's warnings and errors and the store's write failures; nil means
+	// slog.Default().
 	Logger *slog.Logger
 }
 
@@ -64,13 +81,22 @@ func DefaultOptions() Options {
 		NumLevelZeroTables:      2,
 		NumLevelZeroTablesStall: 4,
 		BaseTableSize:           2 << 20,
+		MinFree:                 DefaultMinFree,
 	}
 }
 
+// DefaultMinFree covers what badger may still write after the last accepted write: the
+// rest of a memtable's log (8 MiB), two memtables flushed to level 0, and a level 0 to
+// level 1 compaction that writes its output before deleting its input, with a margin.
+const DefaultMinFree = 64 << 20
+
 // Store is an open database. It is safe for concurrent use.
 type Store struct {
-	db  *badger.DB
-	dir string
+	db      *badger.DB
+	dir     string
+	minFree int64
+	log     *slog.Logger
+	health  health
 }
 
 // Open opens the store in dir, creating it if dir does not exist or is empty. A directory
@@ -100,7 +126,10 @@ func Open(dir string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store %s: cannot open the badger database: %w", dir, err)
 	}
-	s := &Store{db: db, dir: dir}
+	s := &Store{db: db, dir: dir, minFree: opts.MinFree, log: logger(opts.Logger)}
+	if opts.ReadOnly {
+		s.minFree = 0
+	}
 	if err := s.checkFormat(fresh); err != nil {
 		db.Close()
 		return nil, err
@@ -182,7 +211,9 @@ func (s *Store) checkFormat(fresh bool) error {
 	if s.db.Opts().ReadOnly {
 		return fmt.Errorf("store %s: empty", s.dir)
 	}
-	return s.db.Update(func(txn *badger.Txn) error { return txn.Set(metaKey, []byte(Format)) })
+	return s.write("format", len(metaKey)+len(Format), func() error {
+		return s.db.Update(func(txn *badger.Txn) error { return txn.Set(metaKey, []byte(Format)) })
+	})
 }
 
 // Close flushes and closes the database.
@@ -204,7 +235,10 @@ func nsKey(ns string, key []byte) []byte {
 
 // Put sets key in namespace ns.
 func (s *Store) Put(ns string, key, val []byte) error {
-	return s.db.Update(func(txn *badger.Txn) error { return txn.Set(nsKey(ns, key), val) })
+	k := nsKey(ns, key)
+	return s.write(ns, len(k)+len(val), func() error {
+		return s.db.Update(func(txn *badger.Txn) error { return txn.Set(k, val) })
+	})
 }
 
 // Get returns a copy of the value of key in ns, or ErrNotFound.
@@ -226,7 +260,10 @@ func (s *Store) Get(ns string, key []byte) ([]byte, error) {
 
 // Delete removes key from ns; a missing key is not an error.
 func (s *Store) Delete(ns string, key []byte) error {
-	return s.db.Update(func(txn *badger.Txn) error { return txn.Delete(nsKey(ns, key)) })
+	k := nsKey(ns, key)
+	return s.write(ns, len(k), func() error {
+		return s.db.Update(func(txn *badger.Txn) error { return txn.Delete(k) })
+	})
 }
 
 // Scan calls fn for every key of ns that starts with prefix, in key order, with the key
@@ -251,27 +288,76 @@ func (s *Store) Scan(ns string, prefix []byte, fn func(key, val []byte) error) e
 
 // DeleteNamespace removes every key of ns.
 func (s *Store) DeleteNamespace(ns string) error {
-	return s.db.DropPrefix(nsKey(ns, nil))
+	return s.write(ns, 0, func() error { return s.db.DropPrefix(nsKey(ns, nil)) })
 }
 
 // Batch collects writes that are committed together by Flush, split into as many
 // transactions as badger needs. Writes are not visible before Flush. A Batch is not safe
 // for concurrent use, and keys and values passed to it must not change until Flush.
 type Batch struct {
+	s  *Store
 	wb *badger.WriteBatch
+	op string // the first namespace written, for the error metric
+	// unchecked is the size added since the free space was last checked: badger commits
+	// a large batch in parts while it is filled, so the check cannot wait for Flush.
+	unchecked int
+	err       error
 }
 
 // NewBatch starts a batch.
-func (s *Store) NewBatch() *Batch { return &Batch{wb: s.db.NewWriteBatch()} }
+func (s *Store) NewBatch() *Batch { return &Batch{s: s, wb: s.db.NewWriteBatch()} }
+
+// batchCheck is how much a batch may grow between free-space checks.
+const batchCheck = 1 << 20
+
+func (b *Batch) add(ns string, size int, fn func() error) error {
+	if b.err != nil {
+		return b.err
+	}
+	if b.op == "" {
+		b.op = ns
+	}
+	if b.unchecked == 0 || b.unchecked+size >= batchCheck {
+		if err := b.s.room(b.unchecked + size); err != nil {
+			b.err = b.s.failed(b.op, err)
+			return b.err
+		}
+		b.unchecked = 0
+	}
+	b.unchecked += size
+	if err := fn(); err != nil {
+		b.err = b.s.failed(b.op, err)
+		return b.err
+	}
+	return nil
+}
 
 // Put adds a write of key in ns.
-func (b *Batch) Put(ns string, key, val []byte) error { return b.wb.Set(nsKey(ns, key), val) }
+func (b *Batch) Put(ns string, key, val []byte) error {
+	k := nsKey(ns, key)
+	return b.add(ns, len(k)+len(val), func() error { return b.wb.Set(k, val) })
+}
 
 // Delete adds a deletion of key in ns.
-func (b *Batch) Delete(ns string, key []byte) error { return b.wb.Delete(nsKey(ns, key)) }
+func (b *Batch) Delete(ns string, key []byte) error {
+	k := nsKey(ns, key)
+	return b.add(ns, len(k), func() error { return b.wb.Delete(k) })
+}
 
 // Flush commits the batch and waits for it.
-func (b *Batch) Flush() error { return b.wb.Flush() }
+func (b *Batch) Flush() error {
+	if b.err != nil {
+		b.wb.Cancel()
+		return b.err
+	}
+	if err := b.wb.Flush(); err != nil {
+		return b.s.failed(b.op, err)
+	}
+	if b.op != "" {
+		b.s.succeeded()
+	}
+	return nil
+}
 
 // Cancel discards a batch that will not be flushed.
 func (b *Batch) Cancel() { b.wb.Cancel() }
@@ -280,6 +366,9 @@ func (b *Batch) Cancel() { b.wb.Cancel() }
 // live there, so flowhound's own small values rarely need it). It returns nil when there
 // was nothing to reclaim.
 func (s *Store) GC() error {
+	if err := s.room(0); err != nil {
+		return s.failed("gc", err)
+	}
 	for {
 		err := s.db.RunValueLogGC(0.5)
 		if errors.Is(err, badger.ErrNoRewrite) || errors.Is(err, badger.ErrRejected) {
@@ -339,3 +428,112 @@ func (b badgerLogger) Debugf(string, ...any)       {}
 func trim(f string, a []any) string {
 	return string(bytes.TrimSpace([]byte(fmt.Sprintf(f, a...))))
 }
+
+// health follows write failures: the first of an episode is logged, the end of it too,
+// and every failure is counted.
+type health struct {
+	failing  atomic.Bool
+	mu       sync.Mutex
+	since    time.Time
+	failures int
+}
+
+var (
+	storeErrorsMu sync.Mutex
+	storeErrors   = map[string]*metrics.Counter{}
+	// storeFailing is 1 while the latest write failed. Per process: serve opens one store.
+	storeFailing = metrics.NewGauge("flowhound_store_failing", nil)
+)
+
+func errorCounter(op string) *metrics.Counter {
+	storeErrorsMu.Lock()
+	defer storeErrorsMu.Unlock()
+	c := storeErrors[op]
+	if c == nil {
+		c = metrics.GetOrCreateCounter(fmt.Sprintf(`flowhound_store_errors_total{op=%q}`, op))
+		storeErrors[op] = c
+	}
+	return c
+}
+
+// NoSpaceError is a write refused because the store's filesystem is below MinFree.
+type NoSpaceError struct {
+	Dir           string
+	Free, MinFree int64
+}
+
+func (e *NoSpaceError) Error() string {
+	return fmt.Sprintf("%d MiB free on the filesystem of %s, below the %d MiB the store keeps in reserve", e.Free>>20, e.Dir, e.MinFree>>20)
+}
+
+// Unwrap makes errors.Is(err, syscall.ENOSPC) hold.
+func (e *NoSpaceError) Unwrap() error { return syscall.ENOSPC }
+
+// room refuses a write of size bytes that would leave less than minFree on the
+// filesystem. A statfs costs about a microsecond, small beside a badger commit.
+func (s *Store) room(size int) error {
+	if s.minFree <= 0 {
+		return nil
+	}
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(s.dir, &st); err != nil {
+		return nil // the write itself will say what is wrong
+	}
+	free := int64(st.Bavail) * int64(st.Bsize)
+	if free-int64(size) < s.minFree {
+		return &NoSpaceError{Dir: s.dir, Free: free, MinFree: s.minFree}
+	}
+	return nil
+}
+
+// write runs one write of about size bytes in namespace op, unless the filesystem has
+// no room for it.
+func (s *Store) write(op string, size int, fn func() error) error {
+	if err := s.room(size); err != nil {
+		return s.failed(op, err)
+	}
+	if err := fn(); err != nil {
+		return s.failed(op, err)
+	}
+	s.succeeded()
+	return nil
+}
+
+func (s *Store) failed(op string, err error) error {
+	errorCounter(op).Inc()
+	h := &s.health
+	h.mu.Lock()
+	first := h.failures == 0
+	if first {
+		h.since = time.Now()
+	}
+	h.failures++
+	h.failing.Store(true)
+	h.mu.Unlock()
+	storeFailing.Set(1)
+	if first {
+		s.log.Error("store: writes failing; detection, the API and alerts go on from memory, and unsaved anomalies and alerts are written when the store works again (further failures are only counted in flowhound_store_errors_total)",
+			"dir", s.dir, "op", op, "err", err)
+	}
+	return fmt.Errorf("%w: %s: %w", ErrWrite, op, err)
+}
+
+func (s *Store) succeeded() {
+	h := &s.health
+	if !h.failing.Load() {
+		return
+	}
+	h.mu.Lock()
+	n, since := h.failures, h.since
+	h.failures = 0
+	h.failing.Store(false)
+	h.mu.Unlock()
+	if n == 0 {
+		return
+	}
+	storeFailing.Set(0)
+	s.log.Warn("store: writing again", "dir", s.dir, "failed_writes", n, "after", time.Since(since).Round(time.Millisecond))
+}
+
+// Failing reports whether the latest write failed.
+func (s *Store) Failing() bool { return s.health.failing.Load() }

@@ -50,13 +50,18 @@ type engine struct {
 	health      *health.Monitor
 	notes       *notebook
 	onEvent     func(detector.Event)
+
+	// unsaved holds the anomalies whose latest state the store refused (a full disk):
+	// they are written again when it takes writes, so that a restart still finds them.
+	unsavedMu sync.Mutex
+	unsaved   map[string]struct{}
 }
 
 // newEngine binds the listeners and the API (so their ports are known), opens the store
 // when one is configured, and builds the detector. onEvent, if set, sees every event after
 // the engine has recorded it.
 func newEngine(cfg config.Config, log *slog.Logger, onEvent func(detector.Event)) (e *engine, err error) {
-	e = &engine{cfg: cfg, log: log, book: newAnomalyBook(), onEvent: onEvent}
+	e = &engine{cfg: cfg, log: log, book: newAnomalyBook(), onEvent: onEvent, unsaved: map[string]struct{}{}}
 	defer func() {
 		if err != nil {
 			e.close()
@@ -66,7 +71,9 @@ func newEngine(cfg config.Config, log *slog.Logger, onEvent func(detector.Event)
 		return nil, err
 	}
 	if cfg.Store != "" {
-		if e.store, err = store.Open(cfg.Store, store.DefaultOptions()); err != nil {
+		opts := store.DefaultOptions()
+		opts.Logger = log
+		if e.store, err = store.Open(cfg.Store, opts); err != nil {
 			return nil, err
 		}
 		if err := e.loadAnomalies(); err != nil {
@@ -105,7 +112,7 @@ func newEngine(cfg config.Config, log *slog.Logger, onEvent func(detector.Event)
 		e.decoderKeys = append(e.decoderKeys, addr)
 	}
 	e.stats.Watch(e.exporters)
-	if e.baselines, err = newBaselines(cfg, e.store); err != nil {
+	if e.baselines, err = newBaselines(cfg, e.store, log); err != nil {
 		return nil, err
 	}
 	if e.det, err = detector.New(cfg.Detector(), detector.Deps{Rules: e.rules, Input: batches, OnEvent: e.event, Baselines: e.baselines, Resume: e.ongoing()}); err != nil {
@@ -151,10 +158,7 @@ func (e *engine) event(ev detector.Event) {
 	}
 	e.book.put(ev.Anomaly)
 	if e.store != nil {
-		if err := e.store.Put(nsAnomalies, []byte(ev.Anomaly.ID), ev.Anomaly.JSON()); err != nil {
-			// Detection goes on in memory; the operator sees the error and the metric.
-			e.log.Error("store: saving anomaly", "id", ev.Anomaly.ID, "err", err)
-		}
+		e.saveAnomaly(ev.Anomaly.ID, ev.Anomaly.JSON())
 	}
 	if ev.Anomaly.Suppressed == "" {
 		if err := e.alerts.Notify(ev); err != nil {
@@ -171,6 +175,49 @@ func (e *engine) event(ev detector.Event) {
 func (e *engine) healthEvent(ev detector.Event) { e.event(ev) }
 
 const nsAnomalies = "anomaly"
+
+// saveAnomaly writes an anomaly's state, or marks it for resaveAnomalies. Detection goes
+// on in memory either way: the store has logged and counted a failure.
+func (e *engine) saveAnomaly(id string, b []byte) bool {
+	err := e.store.Put(nsAnomalies, []byte(id), b)
+	if err != nil && !errors.Is(err, store.ErrWrite) {
+		e.log.Error("store: saving anomaly", "id", id, "err", err)
+	}
+	e.unsavedMu.Lock()
+	defer e.unsavedMu.Unlock()
+	if err != nil {
+		// The book bounds the ids worth keeping: one it has dropped cannot be resaved.
+		if len(e.unsaved) < maxBook {
+			e.unsaved[id] = struct{}{}
+		}
+		return false
+	}
+	delete(e.unsaved, id)
+	return true
+}
+
+// resaveAnomalies writes the anomalies the store refused, from the book, and stops at
+// the first failure: the store is still full and the next round tries again.
+func (e *engine) resaveAnomalies() {
+	e.unsavedMu.Lock()
+	ids := make([]string, 0, len(e.unsaved))
+	for id := range e.unsaved {
+		ids = append(ids, id)
+	}
+	e.unsavedMu.Unlock()
+	for _, id := range ids {
+		a, ok, _ := e.book.Get(id)
+		if !ok {
+			e.unsavedMu.Lock()
+			delete(e.unsaved, id)
+			e.unsavedMu.Unlock()
+			continue
+		}
+		if !e.saveAnomaly(id, a.JSON()) {
+			return
+		}
+	}
+}
 
 func (e *engine) loadAnomalies() error {
 	var all []detector.Anomaly
@@ -214,28 +261,36 @@ func (e *engine) loadTemplates(key string, dec *ingest.Decoder) error {
 	return nil
 }
 
-// keepTemplates saves the decoders' templates when they change, and once more at the end.
-func (e *engine) keepTemplates(ctx context.Context) error {
-	t := time.NewTicker(10 * time.Second)
+// keepStore saves the decoders' templates when they change (and once more at the end),
+// and writes again what the store refused.
+func (e *engine) keepStore(ctx context.Context) error {
+	t := time.NewTicker(time.Second)
 	defer t.Stop()
+	unsaved := make([]bool, len(e.decoders)) // the last save failed: try again
 	save := func(force bool) {
 		for i, dec := range e.decoders {
-			if !force && !dec.TemplatesChanged() {
+			if !force && !unsaved[i] && !dec.TemplatesChanged() {
 				continue
 			}
 			_, b := dec.SaveTemplates()
-			if err := e.store.Put(nsTemplates, []byte(e.decoderKeys[i]), b); err != nil {
+			err := e.store.Put(nsTemplates, []byte(e.decoderKeys[i]), b)
+			unsaved[i] = err != nil
+			if err != nil && !errors.Is(err, store.ErrWrite) {
 				e.log.Error("templates: saving", "listener", e.decoderKeys[i], "err", err)
 			}
 		}
 	}
-	for {
+	for n := 1; ; n++ {
 		select {
 		case <-ctx.Done():
 			save(true)
+			e.resaveAnomalies()
 			return nil
 		case <-t.C:
-			save(false)
+			e.resaveAnomalies()
+			if n%10 == 0 {
+				save(false)
+			}
 		}
 	}
 }
@@ -289,7 +344,7 @@ func (e *engine) run(ctx context.Context) error {
 		eg.Go(func() error { return e.api.Run(ctx) })
 	}
 	if e.store != nil {
-		eg.Go(func() error { return e.keepTemplates(ctx) })
+		eg.Go(func() error { return e.keepStore(ctx) })
 	}
 	err := eg.Wait()
 	if errors.Is(err, context.Canceled) {
@@ -387,7 +442,7 @@ func (p *anomalyPrinter) count() int {
 
 // newBaselines builds the baselines, restored from the store when there is one. Names give
 // resources the configured network and exporter names in the API.
-func newBaselines(cfg config.Config, st *store.Store) (*baseline.Baselines, error) {
+func newBaselines(cfg config.Config, st *store.Store, log *slog.Logger) (*baseline.Baselines, error) {
 	names := map[string]string{}
 	for _, n := range cfg.Networks {
 		for _, p := range n.Prefixes {
@@ -421,6 +476,9 @@ func newBaselines(cfg config.Config, st *store.Store) (*baseline.Baselines, erro
 	if st != nil {
 		deps.Store = st
 	}
+	if log != nil {
+		deps.Logger = slog.New(quietStoreErrors{log.Handler()})
+	}
 	return baseline.New(cfg.BaselineConfig(), deps)
 }
 
@@ -453,4 +511,32 @@ func (r resources) Detail(typ, key string) (any, bool, error) {
 	}
 	d, ok := r.b.Detail(k)
 	return d, ok, nil
+}
+
+// quietStoreErrors drops log records whose error is a store write failure: the store logs
+// the first of each episode and counts the others, while a component that retries on a
+// timer (baseline snapshots) would repeat it every time.
+type quietStoreErrors struct{ slog.Handler }
+
+func (h quietStoreErrors) Handle(ctx context.Context, r slog.Record) error {
+	quiet := false
+	r.Attrs(func(a slog.Attr) bool {
+		if err, ok := a.Value.Any().(error); ok && errors.Is(err, store.ErrWrite) {
+			quiet = true
+			return false
+		}
+		return true
+	})
+	if quiet {
+		return nil
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h quietStoreErrors) WithAttrs(as []slog.Attr) slog.Handler {
+	return quietStoreErrors{h.Handler.WithAttrs(as)}
+}
+
+func (h quietStoreErrors) WithGroup(name string) slog.Handler {
+	return quietStoreErrors{h.Handler.WithGroup(name)}
 }

@@ -131,7 +131,7 @@ func BenchmarkPipeline(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	bl, err := newBaselines(cfg, nil)
+	bl, err := newBaselines(cfg, nil, nil)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -39,7 +39,7 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	out := newAnomalyPrinter(stdout, nil, false)
 	// Baselines learn in flow time as they would live; nothing is stored.
-	bl, err := newBaselines(cfg, nil)
+	bl, err := newBaselines(cfg, nil, nil)
 	if err != nil {
 		return err
 	}
