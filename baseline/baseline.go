@@ -123,8 +123,10 @@ type Baselines struct {
 	marks       map[Key][]markSpan
 	ops         []op
 	look        [subBatch]sides
-	ports       [4][3][]int32 // port key indices by direction, tcp/udp/sctp, port
-	portsOther  [4][256]int32 // by direction and protocol, for protocols without ports
+	hostp       [2 * subBatch]*int32 // page entries of a sub-batch's hosts, for prefetch
+	blkp        [2 * subBatch]int32  // block profile indices of a sub-batch, for prefetch
+	ports       [4][3][]int32        // port key indices by direction, tcp/udp/sctp, port
+	portsOther  [4][256]int32        // by direction and protocol, for protocols without ports
 	exps        map[netip.Addr]*expIfs
 	lastExp     *expIfs
 	lastExpAddr netip.Addr
@@ -360,61 +362,87 @@ func (b *Baselines) addBatch(recs []flow.Record) {
 // sides is where the monitored-network lookup of a flow's two ends is kept between the
 // prefetch passes and keyFlow.
 type sides struct {
-	dch, sch   []int32
-	dpg, spg   *hostPage
-	dblk, sblk bool
+	dch, sch     []int32
+	dhost, shost *int32 // the host's entry in its page; nil where there is no page
+	dbix, sbix   *int32 // the block's entry in the page table; nil where there is none
+	dblk, sblk   bool
 }
 
-// prefetch looks up both ends of every flow of the sub-batch and touches, in two passes,
-// the host page entries and then the host and block counters the flows will update. Each
-// iteration is short and independent of the others, so the processor keeps many of these
-// cache misses in flight at once; keyFlow then finds the lines in cache instead of waiting
-// for them one after another, which in a table of a million hosts is most of the cost.
+// prefetch looks up both ends of every flow of the sub-batch and then, in passes, loads
+// the host page entries, the block counters and the host counters the flows will update.
+// Each load pass is a loop of a few instructions whose loads do not depend on one another,
+// so the processor keeps as many misses in flight as it has buffers for; keyFlow then
+// finds the lines in cache instead of waiting for them one after another, which in a
+// table of a million hosts is most of the cost. The lookups are done apart from the loads
+// because their instructions would otherwise fill the reorder window and leave only a
+// few misses in flight.
 func (b *Baselines) prefetch(recs []flow.Record) {
 	if b.nets.empty() {
 		return
 	}
-	var sink int32
+	hp := b.hostp[:0]
+	nb := 0
 	for i := range recs {
 		r := &recs[i]
 		l := &b.look[i]
 		dst, src := r.DstAddr.Unmap(), r.SrcAddr.Unmap()
 		l.dch, l.dblk = b.nets.lookup(dst)
 		l.sch, l.sblk = b.nets.lookup(src)
-		if l.dpg = b.page(dst, l.dch, false); l.dpg != nil {
-			sink += l.dpg.host[0][addr4(dst)&0xff]
+		l.dhost, l.dbix = b.sideRef(dst, l.dch, 0)
+		l.shost, l.sbix = b.sideRef(src, l.sch, 1)
+		if l.dhost != nil {
+			hp = append(hp, l.dhost)
 		}
-		if l.spg = b.page(src, l.sch, false); l.spg != nil {
-			sink += l.spg.host[1][addr4(src)&0xff]
+		if l.shost != nil {
+			hp = append(hp, l.shost)
 		}
-	}
-	var sink2 uint64
-	for i := range recs {
-		r := &recs[i]
-		l := &b.look[i]
-		pos := int((r.Received / b.slotNs) % int64(b.ring))
-		if pos < 0 {
-			pos = 0
+		if l.dblk && l.dbix != nil {
+			b.blkp[nb] = *l.dbix
+			nb++
 		}
-		if l.dpg != nil {
-			sink2 += b.touch(l.dpg, addr4(r.DstAddr.Unmap()), 0, pos)
-		}
-		if l.spg != nil {
-			sink2 += b.touch(l.spg, addr4(r.SrcAddr.Unmap()), 1, pos)
+		if l.sblk && l.sbix != nil {
+			b.blkp[nb] = *l.sbix
+			nb++
 		}
 	}
-	b.sink += uint64(sink) + sink2
+	var sink uint64
+	for _, p := range hp {
+		sink += uint64(*p)
+	}
+	// A flow's spans may fall in any open slot: the first and last counters of a key's
+	// ring cover every line the key's counters span.
+	rl := b.ring - 1
+	fr := b.full.ring
+	for _, idx := range b.blkp[:nb] {
+		if idx >= 0 {
+			sink += fr[int(idx)*b.ring].bytes + fr[int(idx)*b.ring+rl].flows
+		}
+	}
+	hr := b.hosts.ring
+	for _, p := range hp {
+		if idx := int(*p); idx >= 0 {
+			sink += hr[idx*b.ring].bytes + hr[idx*b.ring+rl].flows
+		}
+	}
+	b.sink += sink
 }
 
-func (b *Baselines) touch(pg *hostPage, a uint32, ds, pos int) uint64 {
-	var v uint64
-	if idx := pg.host[ds][a&0xff]; idx >= 0 {
-		v += b.hosts.ring[int(idx)*b.ring+pos].bytes
+// sideRef returns where the page table of a's prefix keeps a's host index and its block
+// profile index in direction slot ds, nil where it has none. keyFlow reads them through
+// these pointers rather than as copies, because a slot closing inside the sub-batch may
+// evict keys.
+func (b *Baselines) sideRef(a netip.Addr, chain []int32, ds int) (*int32, *int32) {
+	ref := b.pageRef(a, chain)
+	if ref == nil {
+		return nil, nil
 	}
-	if idx := pg.block[ds]; idx >= 0 {
-		v += b.full.ring[int(idx)*b.ring+pos].bytes
+	// Through a local the compiler knows pg is not nil; taking &ref.pg.host[...] would
+	// load from the page to check, a cache miss this pass exists to leave for later.
+	pg := ref.pg
+	if pg == nil {
+		return nil, &ref.block[ds]
 	}
-	return v
+	return &pg.host[ds][addr4(a)&0xff], &ref.block[ds]
 }
 
 func (b *Baselines) keyFlow(r *flow.Record, t int64, l *sides) {
@@ -475,16 +503,16 @@ func (b *Baselines) keyFlow(r *flow.Record, t int64, l *sides) {
 		return
 	}
 	if len(dch) > 0 {
-		b.keySide(&o, spans, dst, dch, dblk, DirIn, l.dpg)
+		b.keySide(&o, spans, dst, dch, dblk, DirIn, l.dhost, l.dbix)
 	}
 	if len(sch) > 0 {
-		b.keySide(&o, spans, src, sch, sblk, DirOut, l.spg)
+		b.keySide(&o, spans, src, sch, sblk, DirOut, l.shost, l.sbix)
 	}
 }
 
 // keySide keys the monitored end of a flow: its prefixes (known indices, added at once),
 // its /24 or /64 block and the host.
-func (b *Baselines) keySide(o *op, spans []flowSpan, a netip.Addr, chain []int32, block bool, d Direction, pg *hostPage) {
+func (b *Baselines) keySide(o *op, spans []flowSpan, a netip.Addr, chain []int32, block bool, d Direction, host *int32, bix *int32) {
 	for _, id := range chain {
 		idx := b.nets.prefixes[id].full
 		if d == DirOut {
@@ -492,15 +520,14 @@ func (b *Baselines) keySide(o *op, spans []flowSpan, a netip.Addr, chain []int32
 		}
 		b.addFullIdx(idx, spans)
 	}
-	if pg != nil {
-		ds := dirSlot(d)
-		if block {
-			if idx := pg.block[ds]; idx >= 0 {
-				b.addFullIdx(idx, spans)
-				block = false
-			}
+	if block && bix != nil {
+		if idx := *bix; idx >= 0 {
+			b.addFullIdx(idx, spans)
+			block = false
 		}
-		if idx := pg.host[ds][addr4(a)&0xff]; idx >= 0 {
+	}
+	if host != nil {
+		if idx := *host; idx >= 0 {
 			b.addCompactIdx(idx, spans)
 			if block {
 				b.pushBlock(o, a, d)

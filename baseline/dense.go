@@ -10,15 +10,22 @@ import (
 // and spare the hashing. They only cache indices: the hash tables stay the truth, and
 // newFull/newCompact/evict keep the arrays in step.
 
-// hostPage holds, for one /24 of a monitored IPv4 prefix, the index of the block profile
-// and of each host, per direction (0 in, 1 out); -1 where there is none.
+// hostPage holds, for one /24 of a monitored IPv4 prefix, the index of each host per
+// direction (0 in, 1 out); -1 where there is none.
 type hostPage struct {
-	block [2]int32
-	host  [2][256]int32
+	host [2][256]int32
+}
+
+// pageRef is the entry of a /24 in its prefix's page table. The block profile's index sits
+// here rather than in the page, so that keying a flow's block reads the small, cache-hot
+// table instead of another line of a page.
+type pageRef struct {
+	pg    *hostPage
+	block [2]int32 // -1 where there is none
 }
 
 func newHostPage() *hostPage {
-	p := &hostPage{block: [2]int32{-1, -1}}
+	p := &hostPage{}
 	for d := range p.host {
 		for i := range p.host[d] {
 			p.host[d][i] = -1
@@ -52,7 +59,10 @@ func (b *Baselines) initDense() {
 		mp := &b.nets.prefixes[i]
 		if mp.p.Addr().Is4() && mp.p.Bits() >= maxDenseBits {
 			mp.base = addr4(mp.p.Addr())
-			mp.pages = make([]*hostPage, 1<<max(0, 24-mp.p.Bits()))
+			mp.pages = make([]pageRef, 1<<max(0, 24-mp.p.Bits()))
+			for j := range mp.pages {
+				mp.pages[j].block = [2]int32{-1, -1}
+			}
 		}
 	}
 	for d := range b.portsOther {
@@ -63,9 +73,9 @@ func (b *Baselines) initDense() {
 	b.exps = map[netip.Addr]*expIfs{}
 }
 
-// page returns the page of a monitored IPv4 address whose prefix chain is chain, creating
-// it if asked; nil where no page table applies.
-func (b *Baselines) page(a netip.Addr, chain []int32, create bool) *hostPage {
+// pageRef returns the page table entry of a monitored IPv4 address whose prefix chain is
+// chain; nil where no page table applies.
+func (b *Baselines) pageRef(a netip.Addr, chain []int32) *pageRef {
 	if len(chain) == 0 || !a.Is4() {
 		return nil
 	}
@@ -73,13 +83,7 @@ func (b *Baselines) page(a netip.Addr, chain []int32, create bool) *hostPage {
 	if mp.pages == nil {
 		return nil
 	}
-	off := (addr4(a) - mp.base) >> 8
-	pg := mp.pages[off]
-	if pg == nil && create {
-		pg = newHostPage()
-		mp.pages[off] = pg
-	}
-	return pg
+	return &mp.pages[(addr4(a)-mp.base)>>8]
 }
 
 // denseSlot returns where the dense arrays cache the index of k, creating room if asked;
@@ -91,8 +95,14 @@ func (b *Baselines) denseSlot(k Key, create bool) *int32 {
 			return nil
 		}
 		ch, _ := b.nets.lookup(k.Addr)
-		if pg := b.page(k.Addr, ch, create); pg != nil {
-			return &pg.host[dirSlot(k.Dir)][addr4(k.Addr)&0xff]
+		if ref := b.pageRef(k.Addr, ch); ref != nil {
+			if ref.pg == nil {
+				if !create {
+					return nil
+				}
+				ref.pg = newHostPage()
+			}
+			return &ref.pg.host[dirSlot(k.Dir)][addr4(k.Addr)&0xff]
 		}
 	case KindPrefix:
 		if k.Bits != 24 || !k.Addr.Is4() {
@@ -102,8 +112,8 @@ func (b *Baselines) denseSlot(k Key, create bool) *int32 {
 		if !block {
 			return nil // a configured /24, not a block
 		}
-		if pg := b.page(k.Addr, ch, create); pg != nil {
-			return &pg.block[dirSlot(k.Dir)]
+		if ref := b.pageRef(k.Addr, ch); ref != nil {
+			return &ref.block[dirSlot(k.Dir)]
 		}
 	case KindInterface:
 		if k.Index >= maxDenseIf {

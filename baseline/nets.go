@@ -9,10 +9,10 @@ import (
 // monPrefix is one configured monitored prefix.
 type monPrefix struct {
 	p       netip.Prefix
-	network int         // index into Config.Networks
-	full    int32       // profile index of its incoming key; the outgoing one is full+1
-	base    uint32      // IPv4 start, for pages
-	pages   []*hostPage // per /24, IPv4 prefixes of at least maxDenseBits only
+	network int       // index into Config.Networks
+	full    int32     // profile index of its incoming key; the outgoing one is full+1
+	base    uint32    // IPv4 start, for pages
+	pages   []pageRef // per /24, IPv4 prefixes of at least maxDenseBits only
 }
 
 // chainRef points at the prefixes containing an address range, outermost first.
