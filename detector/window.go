@@ -60,11 +60,46 @@ func (w *window) seen() int64 { return max(w.lastSec, w.cur.sec) }
 
 // detail is what a window keeps once it matters.
 type detail struct {
-	slots   []slot
+	slots   []fullSlot
+	base    spread // spreads begun in slots since recycled and not yet ended
 	ingress [maxIngress]ingressCount
 	// Distinct counters exist only for rules whose threshold asks for them.
 	srcs, dsts, dports *hll
 	quietSince         int64 // since when the window has been below promoteAt, for going light
+}
+
+// fullSlot is one second of a window with its detail. Besides the flows that arrived in it,
+// it holds the per-second shares of longer flows that start in it (start) and that end
+// with it (end): a second's traffic is its own plus every share started at or before it
+// and not ended before it.
+type fullSlot struct {
+	slot
+	start, end spread
+}
+
+// spread is a per-second share of a flow's counters.
+type spread struct{ bytes, packets, samples float64 }
+
+func (s *spread) add(o spread, sign float64) {
+	s.bytes += sign * o.bytes
+	s.packets += sign * o.packets
+	s.samples += sign * o.samples
+}
+
+// at returns second s's slot, recycling an older one; nil if the slot already holds a newer
+// second. A recycled slot's shares pass into the window's base.
+func (w *window) at(s int64) *fullSlot {
+	sl := &w.slots[s%int64(len(w.slots))]
+	if sl.sec == s {
+		return sl
+	}
+	if sl.sec > s {
+		return nil
+	}
+	w.base.add(sl.start, 1)
+	w.base.add(sl.end, -1)
+	*sl = fullSlot{slot: slot{sec: s}}
+	return sl
 }
 
 // promoteAt is the severity, in percent of the threshold, at which a window takes on its
@@ -103,29 +138,33 @@ func (w *window) add(r *flow.Record, now int64, scale float64, ingress uint32) {
 		return
 	}
 	n := int64(len(w.slots))
-	span := min(secs, n)
-	f := 1 / float64(secs) // each covered second gets its share of the flow
-	// The slot index steps with the second rather than being taken modulo n each time: a
-	// division per covered second is most of the cost of a long flow.
-	i := (now - span + 1) % n
-	for s := now - span + 1; s <= now; s, i = s+1, i+1 {
-		if i == n {
-			i = 0
-		}
-		sl := &w.slots[i]
-		if sl.sec != s {
-			if sl.sec > s { // a late flow for a second already recycled: it is outside the window
-				continue
-			}
-			*sl = slot{sec: s}
-		}
-		sl.bytes += by * f
-		sl.packets += pk * f
-		sl.samples += sm * f
+	if now-w.lastSec >= n {
+		// Everything in the window is older than the window: every spread has ended.
+		clear(w.slots)
+		w.base = spread{}
 	}
+	if now <= w.lastSec-n {
+		return // a late flow for a second the window has passed
+	}
+	sl := w.at(now)
 	// A flow counts once, in the second it arrived.
-	if sl := &w.slots[now%n]; sl.sec == now {
-		sl.flows += fl
+	sl.flows += fl
+	if secs == 1 {
+		sl.bytes += by
+		sl.packets += pk
+		sl.samples += sm
+	} else {
+		// A longer flow adds its per-second share to every second from its start to now:
+		// kept as a share that starts in one slot and ends after another, so the cost does
+		// not grow with the duration. Seconds already recycled for newer ones are dropped.
+		f := 1 / float64(secs)
+		q := spread{bytes: by * f, packets: pk * f, samples: sm * f}
+		from := max(now-min(secs, n)+1, w.lastSec-n+1)
+		if st := w.at(from); st != nil {
+			st.start.add(q, 1)
+			sl = &w.slots[now%n] // at may have recycled it if from == now
+			sl.end.add(q, 1)
+		}
 	}
 	first := r.Received
 	if secs > 1 {
@@ -189,7 +228,7 @@ func (w *window) lightRates(nowNs int64) (bps, pps, fps, samples float64) {
 
 // promote gives the window its detail, carrying the light second over into it.
 func (w *window) promote(seconds int, srcs, dsts, dports bool, last ingressKey) {
-	d := &detail{slots: make([]slot, seconds)}
+	d := &detail{slots: make([]fullSlot, seconds)}
 	if srcs {
 		d.srcs = &hll{}
 	}
@@ -201,7 +240,7 @@ func (w *window) promote(seconds int, srcs, dsts, dports bool, last ingressKey) 
 	}
 	w.detail = d
 	if w.cur.sec > 0 {
-		d.slots[w.cur.sec%int64(seconds)] = w.cur
+		d.slots[w.cur.sec%int64(seconds)] = fullSlot{slot: w.cur}
 		w.firstNs = w.curFirstNs()
 		w.lastSec = w.seen()
 		if last.exporter.IsValid() {
@@ -250,19 +289,36 @@ func (w *window) addIngress(exp netip.Addr, inIf uint32, by, pk float64) {
 func (w *window) totals(nowNs int64) (bps, pps, fps, samples float64) {
 	now := nowNs / 1e9
 	n := int64(len(w.slots))
-	var by, pk, fl, sBy, sPk, sFl float64
+	// Shares begun before the window and still running: the base, and slots older than the
+	// window that no flow has recycled yet.
+	run := w.base
 	for i := range w.slots {
-		sl := &w.slots[i]
-		if sl.sec > now-n && sl.sec <= now {
-			by += sl.bytes
-			pk += sl.packets
-			fl += sl.flows
-			samples += sl.samples
-			if sl.sec > now-shortSecs {
-				sBy += sl.bytes
-				sPk += sl.packets
-				sFl += sl.flows
-			}
+		if sl := &w.slots[i]; sl.sec <= now-n {
+			run.add(sl.start, 1)
+			run.add(sl.end, -1)
+		}
+	}
+	var by, pk, fl, sBy, sPk, sFl float64
+	for sec := now - n + 1; sec <= now; sec++ {
+		sl := &w.slots[((sec%n)+n)%n]
+		var own slot
+		if sl.sec == sec {
+			run.add(sl.start, 1)
+			own = sl.slot
+		}
+		// Rounding can leave a share a hair below zero once it has ended.
+		b, p, smp := own.bytes+max(run.bytes, 0), own.packets+max(run.packets, 0), own.samples+max(run.samples, 0)
+		by += b
+		pk += p
+		fl += own.flows
+		samples += smp
+		if sec > now-shortSecs {
+			sBy += b
+			sPk += p
+			sFl += own.flows
+		}
+		if sl.sec == sec {
+			run.add(sl.end, -1)
 		}
 	}
 	frac := float64(nowNs%1e9) / 1e9

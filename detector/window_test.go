@@ -1,0 +1,117 @@
+package detector
+
+import (
+	"math"
+	"math/rand/v2"
+	"net/netip"
+	"testing"
+
+	"github.com/flowhound/flowhound/flow"
+)
+
+// naiveSlots is the plain form of a full window's seconds: every flow adds its share to
+// each second it covers. window.add must give the same totals at a cost independent of
+// the flows' durations.
+type naiveSlots struct {
+	slots   []slot
+	lastSec int64
+}
+
+func (w *naiveSlots) add(now, secs int64, by, pk, fl, sm float64) {
+	n := int64(len(w.slots))
+	span := min(secs, n)
+	f := 1 / float64(secs)
+	for s := now - span + 1; s <= now; s++ {
+		if s <= w.lastSec-n {
+			continue // recycled for a newer second
+		}
+		sl := &w.slots[s%n]
+		if sl.sec != s {
+			*sl = slot{sec: s}
+		}
+		sl.bytes += by * f
+		sl.packets += pk * f
+		sl.samples += sm * f
+	}
+	if sl := &w.slots[now%n]; sl.sec == now {
+		sl.flows += fl
+	}
+	w.lastSec = max(w.lastSec, now)
+}
+
+func (w *naiveSlots) sums(now int64) (by, pk, fl, sm, sBy, sPk, sFl float64) {
+	n := int64(len(w.slots))
+	for _, sl := range w.slots {
+		if sl.sec > now-n && sl.sec <= now {
+			by, pk, fl, sm = by+sl.bytes, pk+sl.packets, fl+sl.flows, sm+sl.samples
+			if sl.sec > now-shortSecs {
+				sBy, sPk, sFl = sBy+sl.bytes, sPk+sl.packets, sFl+sl.flows
+			}
+		}
+	}
+	return by, pk, fl, sm, sBy, sPk, sFl
+}
+
+// TestWindowSpread feeds random flows (short and long, some late, with gaps longer than
+// the window) to a full window and to naiveSlots and compares the window's rates.
+func TestWindowSpread(t *testing.T) {
+	for _, n := range []int{1, 2, 10, 30} {
+		rng := rand.New(rand.NewPCG(uint64(n), 5))
+		w := &window{rule: 0}
+		w.promote(n, false, false, false, ingressKey{})
+		ref := &naiveSlots{slots: make([]slot, n)}
+		sec := int64(1_800_000_000)
+		for step := 0; step < 20000; step++ {
+			switch x := rng.IntN(100); {
+			case x < 20:
+				sec++
+			case x < 21:
+				sec += int64(rng.IntN(3 * n)) // a gap, sometimes longer than the window
+			}
+			now := sec
+			if rng.IntN(20) == 0 {
+				now -= int64(rng.IntN(n + 2)) // late
+			}
+			var dur int64
+			if rng.IntN(2) == 0 {
+				dur = int64(rng.IntN(4*n*1000)) * 1e6
+			}
+			r := flow.Record{Received: now*1e9 + int64(rng.IntN(1e9)), Packets: uint64(1 + rng.IntN(100)),
+				Exporter: netip.MustParseAddr("192.0.2.1"), InIf: 1}
+			r.Bytes = r.Packets * 100
+			r.End = r.Received
+			r.Start = r.End - dur
+			r.Has = flow.HasStart | flow.HasEnd
+			secs := int64(1)
+			if d := r.Duration(); d > 1e9 {
+				secs = (int64(d) + 999_999_999) / 1e9
+			}
+			late := now <= w.lastSec-int64(n)
+			w.add(&r, now, 1, 0)
+			if !late {
+				ref.add(now, secs, float64(r.Bytes), float64(r.Packets), 1, float64(r.Packets))
+			}
+			if step%7 == 0 {
+				at := sec*1e9 + int64(rng.IntN(1e9))
+				by, pk, fl, sm, sBy, sPk, sFl := ref.sums(sec)
+				w.firstNs = 0 // compare sums, not the young-window span
+				gBps, gPps, gFps, gSm := w.totals(at)
+				frac := float64(at%1e9) / 1e9
+				span := max(float64(n-1)+frac, minSpan)
+				short := max(float64(min(shortSecs, n)-1)+frac, minSpan)
+				wantBps, wantPps, wantFps := by*8/span, pk/span, fl/span
+				if n > shortSecs {
+					wantBps, wantPps, wantFps = max(wantBps, sBy*8/short), max(wantPps, sPk/short), max(wantFps, sFl/short)
+				}
+				for _, c := range []struct {
+					what      string
+					got, want float64
+				}{{"bps", gBps, wantBps}, {"pps", gPps, wantPps}, {"fps", gFps, wantFps}, {"samples", gSm, sm}} {
+					if math.Abs(c.got-c.want) > 1e-6*max(1, math.Abs(c.want)) {
+						t.Fatalf("n=%d step %d: %s = %v, want %v", n, step, c.what, c.got, c.want)
+					}
+				}
+			}
+		}
+	}
+}
