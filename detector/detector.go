@@ -93,6 +93,7 @@ type Detector struct {
 	ring      evidenceRing
 	ingresses ingressTable
 	hits      []hit
+	memo      []memo // per rule
 	sink      uint64 // keeps processChunk's reads from being optimised away
 	lastEval  int64
 
@@ -317,6 +318,12 @@ func (d *Detector) Process(recs []flow.Record) {
 func (d *Detector) process(recs []flow.Record) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	// The memo of each rule's last window is good while the lock is held: windows are
+	// dropped only by Evaluate and Reload.
+	if len(d.memo) != len(d.rules) {
+		d.memo = make([]memo, len(d.rules))
+	}
+	clear(d.memo)
 	for len(recs) > 0 {
 		n := min(len(recs), processChunk)
 		d.processChunk(recs[:n])
@@ -351,16 +358,28 @@ func (d *Detector) processChunk(recs []flow.Record) {
 		// already counted where it came in at the edge: it joins the traceback, not the rates.
 		transit := d.roles && srcNet < 0 && d.internalIf(r.Exporter, r.InIf)
 		first := len(hits)
+		// A flow's rules mostly share a few resources (its host, prefix, interface).
+		var known uint8
+		var ress [numGroupBy]resource
+		var groups [numGroupBy]int
 		for _, ri := range d.matched {
 			info := &d.rules[ri]
 			if !noNets && !directionOK(info.direction, srcNet, dstNet) {
 				continue
 			}
-			res, group := d.resourceOf(info.by, r, srcNet, dstNet)
+			if known&(1<<info.by) == 0 {
+				ress[info.by], groups[info.by] = d.resourceOf(info.by, r, srcNet, dstNet)
+				known |= 1 << info.by
+			}
+			res, group := ress[info.by], groups[info.by]
 			h := hit{res: res, rec: int32(i), rule: ri, group: int32(group), transit: transit, same: len(hits) > first && hits[len(hits)-1].res == res}
-			if h.same {
+			switch m := &d.memo[ri]; {
+			case m.w != nil && m.res == res:
+				// A prefix, interface or port that most flows go to: no lookup at all.
+				h.w = m.w
+			case h.same && hits[len(hits)-1].w == nil:
 				h.hash = hits[len(hits)-1].hash
-			} else {
+			default:
 				h.hash = t.hash(res)
 			}
 			hits = append(hits, h)
@@ -370,23 +389,32 @@ func (d *Detector) processChunk(recs []flow.Record) {
 	// of independent loads keeps many misses in flight, where loads spread through heavier
 	// code wait for the processor's reorder window to reach them.
 	for i := range hits {
-		sink += uint64(t.touch(hits[i].hash))
+		if hits[i].w == nil {
+			sink += uint64(t.touch(hits[i].hash))
+		}
 	}
 	// Pass 2: find (or add) each resource's state.
 	for i := range hits {
 		h := &hits[i]
-		if h.same {
+		switch {
+		case h.w != nil:
+		case h.same && hits[i-1].w == nil:
 			h.state = hits[i-1].state
-			continue
+		default:
+			h.state = int32(t.get(h.res, h.hash))
 		}
-		h.state = int32(t.get(h.res, h.hash))
 	}
 	for i := range hits {
-		sink += uint64(t.states[hits[i].state].n)
+		if hits[i].w == nil {
+			sink += uint64(t.states[hits[i].state].n)
+		}
 	}
 	// Pass 3: find (or make) each window.
 	for i := range hits {
 		h := &hits[i]
+		if h.w != nil {
+			continue
+		}
 		st := &t.states[h.state]
 		w := st.window(int(h.rule))
 		if w == nil {
@@ -397,6 +425,7 @@ func (d *Detector) processChunk(recs []flow.Record) {
 			w = d.newWindow(st, h.res, int(h.rule), int(h.group))
 		}
 		h.w = w
+		d.memo[h.rule] = memo{res: h.res, w: w}
 	}
 	for i := range hits {
 		if w := hits[i].w; w != nil {
@@ -413,7 +442,7 @@ func (d *Detector) processChunk(recs []flow.Record) {
 		w := h.w
 		if w == nil {
 			// Out of windows: a resource left with none is forgotten again.
-			if st := &t.states[h.state]; st.n == 0 && (i == 0 || hits[i-1].state != h.state) {
+			if st := &t.states[h.state]; st.n == 0 && (i == 0 || hits[i-1].state != h.state || hits[i-1].w != nil) {
 				t.remove(h.res)
 			}
 			continue
@@ -428,7 +457,7 @@ func (d *Detector) processChunk(recs []flow.Record) {
 		d.ring.push(w, recID, h.transit)
 		if h.transit {
 			if w.detail != nil {
-				w.addIngress(r.Exporter, r.InIf, float64(r.Bytes)*scale, float64(r.Packets)*scale)
+				w.addIngress(ingress, r.Exporter, r.InIf, float64(r.Bytes)*scale, float64(r.Packets)*scale)
 			}
 			continue
 		}
@@ -441,6 +470,12 @@ func (d *Detector) processChunk(recs []flow.Record) {
 
 // processChunk bounds a chunk's windows to what stays in a core's cache between passes.
 const processChunk = 256
+
+// memo is a rule's last window, for the resources that most flows share.
+type memo struct {
+	res resource
+	w   *window
+}
 
 // hit is a flow's way into one window, found step by step by processChunk's passes.
 type hit struct {
@@ -597,7 +632,7 @@ func (d *Detector) newWindow(st *resState, res resource, rule, group int) *windo
 	info := &d.rules[rule]
 	w := &window{res: res, rule: rule, group: group, pos: len(d.all)}
 	if info.alwaysFull {
-		w.promote(info.windowSec, info.distinctSrc, info.distinctDst, info.distinctPrt, ingressKey{})
+		w.promote(info.windowSec, info.distinctSrc, info.distinctDst, info.distinctPrt, ingressKey{}, 0)
 	}
 	st.add(w)
 	d.all = append(d.all, w)
@@ -773,12 +808,12 @@ func (d *Detector) promote(w *window, info *ruleInfo, now int64) bool {
 		return false
 	}
 	seed := w.curFirstNs()
-	w.promote(info.windowSec, info.distinctSrc, info.distinctDst, info.distinctPrt, d.ingresses.key(w.lastIngress))
+	w.promote(info.windowSec, info.distinctSrc, info.distinctDst, info.distinctPrt, d.ingresses.key(w.lastIngress), w.lastIngress)
 	// The traceback starts from the flows of the promoting second that are still in the
 	// evidence ring, rather than from the one ingress a light window remembers.
 	saved := w.ingress[0]
 	w.ingress[0] = ingressCount{}
-	if !d.ring.ingress(w, seed) {
+	if !d.ring.ingress(w, seed, &d.ingresses) {
 		w.ingress[0] = saved
 	}
 	return true

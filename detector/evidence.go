@@ -53,7 +53,7 @@ func (r *evidenceRing) push(w *window, rec uint64, transit bool) {
 
 // ingress rebuilds a newly promoted window's traceback table from its flows still in the
 // ring since from (Unix ns): the light window kept only its counts.
-func (r *evidenceRing) ingress(w *window, from int64) bool {
+func (r *evidenceRing) ingress(w *window, from int64, ids *ingressTable) bool {
 	start := uint64(0)
 	if size := uint64(len(r.refs)); r.seq > size {
 		start = r.seq - size
@@ -73,7 +73,7 @@ func (r *evidenceRing) ingress(w *window, from int64) bool {
 			continue
 		}
 		scale := float64(rec.Scale())
-		w.addIngress(rec.Exporter, rec.InIf, float64(rec.Bytes)*scale, float64(rec.Packets)*scale)
+		w.addIngress(ids.id(rec.Exporter, rec.InIf), rec.Exporter, rec.InIf, float64(rec.Bytes)*scale, float64(rec.Packets)*scale)
 		found = true
 	}
 	return found

@@ -96,6 +96,7 @@ const (
 	byInIf
 	byDstPort
 	byGlobal
+	numGroupBy
 )
 
 func parseGroupBy(fields []string) (groupBy, error) {

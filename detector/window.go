@@ -114,6 +114,7 @@ const maxIngress = 8
 type ingressCount struct {
 	exporter netip.Addr
 	inIf     uint32
+	id       uint32 // Detector.ingresses index of (exporter, inIf); 0 unknown
 	bytes    float64
 	packets  float64
 }
@@ -179,7 +180,7 @@ func (w *window) add(r *flow.Record, now int64, scale float64, ingress uint32) {
 	if w.episodeStart == 0 {
 		w.episodeStart = r.Received
 	}
-	w.addIngress(r.Exporter, r.InIf, by, pk)
+	w.addIngress(ingress, r.Exporter, r.InIf, by, pk)
 	if w.srcs != nil {
 		w.srcs.add(hashAddr(r.SrcAddr))
 	}
@@ -227,7 +228,7 @@ func (w *window) lightRates(nowNs int64) (bps, pps, fps, samples float64) {
 }
 
 // promote gives the window its detail, carrying the light second over into it.
-func (w *window) promote(seconds int, srcs, dsts, dports bool, last ingressKey) {
+func (w *window) promote(seconds int, srcs, dsts, dports bool, last ingressKey, lastID uint32) {
 	d := &detail{slots: make([]fullSlot, seconds)}
 	if srcs {
 		d.srcs = &hll{}
@@ -244,7 +245,7 @@ func (w *window) promote(seconds int, srcs, dsts, dports bool, last ingressKey) 
 		w.firstNs = w.curFirstNs()
 		w.lastSec = w.seen()
 		if last.exporter.IsValid() {
-			d.ingress[0] = ingressCount{exporter: last.exporter, inIf: last.inIf, bytes: w.cur.bytes, packets: w.cur.packets}
+			d.ingress[0] = ingressCount{exporter: last.exporter, inIf: last.inIf, id: lastID, bytes: w.cur.bytes, packets: w.cur.packets}
 		}
 	}
 }
@@ -256,17 +257,18 @@ func (w *window) demote() {
 	w.cur = slot{}
 }
 
-func (w *window) addIngress(exp netip.Addr, inIf uint32, by, pk float64) {
+func (w *window) addIngress(id uint32, exp netip.Addr, inIf uint32, by, pk float64) {
 	minI := 0
 	for i := range w.ingress {
 		in := &w.ingress[i]
-		if in.inIf == inIf && in.exporter == exp {
+		// Entries compare by their ingress id, or by address when the id table was full.
+		if in.id == id && (id != 0 || in.inIf == inIf && in.exporter == exp) && in.exporter.IsValid() {
 			in.bytes += by
 			in.packets += pk
 			return
 		}
 		if !in.exporter.IsValid() {
-			*in = ingressCount{exporter: exp, inIf: inIf, bytes: by, packets: pk}
+			*in = ingressCount{exporter: exp, inIf: inIf, id: id, bytes: by, packets: pk}
 			return
 		}
 		if in.packets < w.ingress[minI].packets {
@@ -274,7 +276,7 @@ func (w *window) addIngress(exp netip.Addr, inIf uint32, by, pk float64) {
 		}
 	}
 	in := &w.ingress[minI]
-	*in = ingressCount{exporter: exp, inIf: inIf, bytes: in.bytes + by, packets: in.packets + pk}
+	*in = ingressCount{exporter: exp, inIf: inIf, id: id, bytes: in.bytes + by, packets: in.packets + pk}
 }
 
 // totals returns the window's per-second rates and the sampled packets behind them.

@@ -58,7 +58,7 @@ func TestWindowSpread(t *testing.T) {
 	for _, n := range []int{1, 2, 10, 30} {
 		rng := rand.New(rand.NewPCG(uint64(n), 5))
 		w := &window{rule: 0}
-		w.promote(n, false, false, false, ingressKey{})
+		w.promote(n, false, false, false, ingressKey{}, 0)
 		ref := &naiveSlots{slots: make([]slot, n)}
 		sec := int64(1_800_000_000)
 		for step := 0; step < 20000; step++ {

@@ -128,6 +128,8 @@ type compiler[T any] struct {
 	fields fieldTable[T]
 	// member resolves obj.prop (limits.syn_pps); nil when the environment has no members.
 	member func(n *ast.MemberNode, obj, prop string) (fn[T], error)
+	// fast, if set, may turn a severity comparison (metric against limit) into a faster node.
+	fast func(node *sevNode, metric, limit ast.Node, lim fn[T], orEqual bool)
 	// done remembers compiled nodes: the index and the severity tree compile subtrees
 	// again, which would be quadratic in a long chain of || without it.
 	done map[ast.Node]fn[T]

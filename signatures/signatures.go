@@ -274,6 +274,28 @@ func compileThreshold(r *rules.Rule) (*Threshold, *rules.Error) {
 	if v.k != kBool {
 		return nil, &rules.Error{Pos: r.Threshold.Pos, Msg: fmt.Sprintf("threshold: must be a boolean expression, got %s", v.k)}
 	}
+	// Comparisons of a plain aggregate with a constant or a limit skip the closures.
+	c.fast = func(node *sevNode, metric, limit ast.Node, lim fn[Aggregates], orEqual bool) {
+		id, ok := metric.(*ast.IdentifierNode)
+		if !ok || aggIndex[id.Value] == 0 {
+			return
+		}
+		switch l := limit.(type) {
+		case *ast.MemberNode:
+			obj, ok1 := l.Node.(*ast.IdentifierNode)
+			prop, ok2 := l.Property.(*ast.StringNode)
+			if !ok1 || !ok2 || obj.Value != "limits" {
+				return
+			}
+			node.limField, node.limConst = limitFields[prop.Value], r.Limits[prop.Value]
+		default:
+			if lim.uses != 0 {
+				return
+			}
+			node.limConst = toFloat(lim).f(nil)
+		}
+		node.op, node.field, node.orEqual = sevField, aggIndex[id.Value], orEqual
+	}
 	if t.root, err = sevTree(c, *root); err != nil {
 		return nil, exprError(r.Threshold, err)
 	}

@@ -162,6 +162,7 @@ type sevOp uint8
 const (
 	sevGuard sevOp = iota // a boolean term without a ratio
 	sevCmp                // metric > limit
+	sevField              // sevCmp of a plain aggregate against a constant or limits.NAME
 	sevAnd
 	sevOr
 )
@@ -172,6 +173,39 @@ type sevNode struct {
 	eval     func(*Aggregates) bool
 	obs, lim func(*Aggregates) float64
 	metric   string
+
+	// sevField: read without closures. The detector checks every active window twice a
+	// second, most of them far below any limit, so this is a hot path of its own.
+	field    uint8                  // aggIndex
+	orEqual  bool                   // >= rather than >
+	limConst float64                // the limit, or limits.NAME's default
+	limField func(*Limits) *float64 // limits.NAME, nil for a constant
+}
+
+// aggIndex numbers the aggregates that a sevField comparison reads directly.
+var aggIndex = map[string]uint8{"bps": 1, "pps": 2, "fps": 3, "distinct_src": 4, "distinct_dst": 5,
+	"distinct_src_ports": 6, "distinct_dst_ports": 7, "samples": 8}
+
+func (a *Aggregates) at(i uint8) float64 {
+	switch i {
+	case 1:
+		return a.BPS
+	case 2:
+		return a.PPS
+	case 3:
+		return a.FPS
+	case 4:
+		return a.DistinctSrc
+	case 5:
+		return a.DistinctDst
+	case 6:
+		return a.DistinctSrcPort
+	case 7:
+		return a.DistinctDstPort
+	case 8:
+		return a.Samples
+	}
+	return math.NaN()
 }
 
 type sevResult struct {
@@ -183,6 +217,19 @@ type sevResult struct {
 
 func (n *sevNode) run(a *Aggregates) (bool, sevResult) {
 	switch n.op {
+	case sevField:
+		obs, lim := a.at(n.field), n.limConst
+		if n.limField != nil {
+			if v := *n.limField(&a.Limits); v > 0 {
+				lim = v
+			}
+		}
+		ok := obs > lim || n.orEqual && obs == lim
+		r := sevResult{metric: n.metric, limit: lim}
+		if lim > 0 && !math.IsInf(lim, 0) && !math.IsNaN(obs) {
+			r.has, r.ratio = true, obs/lim
+		}
+		return ok, r
 	case sevCmp:
 		ok := n.eval(a)
 		lim, obs := n.lim(a), n.obs(a)
@@ -278,8 +325,16 @@ func sevTree(c *compiler[Aggregates], n ast.Node) (*sevNode, error) {
 				metric, lim, mnode = r, l, b.Right
 			}
 			if isNum(metric.k) && isNum(lim.k) && metric.uses&^limitLike != 0 && lim.uses&^limitLike == 0 {
-				return &sevNode{op: sevCmp, eval: whole.b, obs: toFloat(metric).f, lim: toFloat(lim).f,
-					metric: mnode.String()}, nil
+				node := &sevNode{op: sevCmp, eval: whole.b, obs: toFloat(metric).f, lim: toFloat(lim).f,
+					metric: mnode.String()}
+				lnode := b.Right
+				if mnode == b.Right {
+					lnode = b.Left
+				}
+				if c.fast != nil {
+					c.fast(node, mnode, lnode, lim, b.Operator == ">=" || b.Operator == "<=")
+				}
+				return node, nil
 			}
 		}
 	}
