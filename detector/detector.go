@@ -602,8 +602,7 @@ func (d *Detector) resourceOf(by groupBy, r *flow.Record, srcNet, dstNet int) (r
 			a, n = r.SrcAddr, srcNet
 		}
 		if n >= 0 {
-			p := d.nets.prefixes[n]
-			return newResource(resPrefix, p.Addr(), 0, uint8(p.Bits())), d.groupOf(n)
+			return d.nets.res[n], d.groupOf(n)
 		}
 		bitsN := 24
 		if a.Is6() {

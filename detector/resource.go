@@ -32,6 +32,13 @@ type resource struct {
 
 func newResource(typ uint8, a netip.Addr, index uint32, bits uint8) resource {
 	r := resource{typ: typ, index: index, bits: bits}
+	if a.Is4() {
+		// As As16 would give it, ::ffff:a.b.c.d, without the copy and the byte swaps.
+		b := a.As4()
+		r.lo = 0xffff<<32 | uint64(binary.BigEndian.Uint32(b[:]))
+		r.fam = 4
+		return r
+	}
 	if a.IsValid() {
 		b := a.As16()
 		r.hi, r.lo = binary.BigEndian.Uint64(b[:8]), binary.BigEndian.Uint64(b[8:])
@@ -129,7 +136,8 @@ func parseGroupBy(fields []string) (groupBy, error) {
 // the handful of groups an operator configures; the per-host state lives elsewhere.
 type networks struct {
 	prefixes []netip.Prefix
-	group    []int // index into Config.Networks per prefix
+	group    []int      // index into Config.Networks per prefix
+	res      []resource // each prefix as a resource
 }
 
 func newNetworks(ns []Network) networks {
@@ -138,6 +146,7 @@ func newNetworks(ns []Network) networks {
 		for _, p := range g.Prefixes {
 			n.prefixes = append(n.prefixes, p.Masked())
 			n.group = append(n.group, gi)
+			n.res = append(n.res, newResource(resPrefix, p.Masked().Addr(), 0, uint8(p.Bits())))
 		}
 	}
 	return n

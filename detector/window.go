@@ -62,6 +62,8 @@ func (w *window) seen() int64 { return max(w.lastSec, w.cur.sec) }
 type detail struct {
 	slots   []fullSlot
 	base    spread // spreads begun in slots since recycled and not yet ended
+	atSec   int64  // the second at last looked up, and its slot index
+	atIdx   int
 	ingress [maxIngress]ingressCount
 	// Distinct counters exist only for rules whose threshold asks for them.
 	srcs, dsts, dports *hll
@@ -89,7 +91,11 @@ func (s *spread) add(o spread, sign float64) {
 // at returns second s's slot, recycling an older one; nil if the slot already holds a newer
 // second. A recycled slot's shares pass into the window's base.
 func (w *window) at(s int64) *fullSlot {
-	sl := &w.slots[s%int64(len(w.slots))]
+	// Most flows go into the second the last one went into: no division then.
+	if s != w.atSec {
+		w.atSec, w.atIdx = s, int(s%int64(len(w.slots)))
+	}
+	sl := &w.slots[w.atIdx]
 	if sl.sec == s {
 		return sl
 	}
