@@ -41,7 +41,7 @@ elif [ -n "$(cd "$root" && git status --porcelain --untracked-files=no 2>/dev/nu
 fi
 
 echo "building $src into $bin"
-(cd "$src" && go build -o "$bin/flowhound" ./cmd/flowhound)
+(cd "$src" && GOWORK=off go build -o "$bin/flowhound" ./cmd/flowhound)
 (cd "$src/bench" && go build -o "$bin/" ./cmd/fhbench ./cmd/hostload ./cmd/pipeprof)
 
 fnm=/usr/sbin/fastnetmon
