@@ -238,7 +238,7 @@ func (d *Detector) Reload(set *signatures.Set) error {
 		w := d.all[i]
 		if j := remap[w.rule]; j >= 0 {
 			w.rule = j
-			if i := d.table.find(w.res, d.table.hash(w.res)); i >= 0 {
+			if i := d.table.find(&w.res, d.table.hash(&w.res)); i >= 0 {
 				d.table.state(i).setRule(w)
 			}
 			continue
@@ -423,12 +423,13 @@ func (d *Detector) flowHits(recs []flow.Record, i int32, hits []hit, noNets bool
 			continue
 		}
 		if known&(1<<info.by) == 0 {
-			ress[info.by], groups[info.by] = d.resourceOf(info.by, r, srcNet, dstNet)
+			groups[info.by] = d.resourceOf(info.by, r, srcNet, dstNet, &ress[info.by])
 			known |= 1 << info.by
 		}
 		hits = append(hits, hit{})
 		h := &hits[len(hits)-1]
-		h.res, h.rec, h.rule, h.group, h.transit = ress[info.by], i, ri, int32(groups[info.by]), transit
+		h.res.set(&ress[info.by])
+		h.rec, h.rule, h.group, h.transit = i, ri, int32(groups[info.by]), transit
 		prev := h
 		if len(hits)-1 > first {
 			prev = &hits[len(hits)-2]
@@ -441,7 +442,7 @@ func (d *Detector) flowHits(recs []flow.Record, i int32, hits []hit, noNets bool
 		case h.same && prev.w == nil:
 			h.hash = prev.hash
 		default:
-			h.hash = d.table.hash(h.res)
+			h.hash = d.table.hash(&h.res)
 		}
 	}
 	return hits
@@ -465,7 +466,7 @@ func (d *Detector) processDirect(recs []flow.Record, noNets bool) {
 		}
 		transit := d.roles && srcNet < 0 && d.internalIf(r.Exporter, r.InIf)
 		var known uint8
-		state, stateRes := -1, resource{}
+		state, stateRes := -1, (*resource)(nil)
 		recID, recorded := uint64(0), false
 		var ingress uint32
 		now, scale := r.Received/1e9, float64(r.Scale())
@@ -475,28 +476,29 @@ func (d *Detector) processDirect(recs []flow.Record, noNets bool) {
 				continue
 			}
 			if known&(1<<info.by) == 0 {
-				ress[info.by], groups[info.by] = d.resourceOf(info.by, r, srcNet, dstNet)
+				groups[info.by] = d.resourceOf(info.by, r, srcNet, dstNet, &ress[info.by])
 				known |= 1 << info.by
 			}
 			res := &ress[info.by]
 			w := d.memo[ri].w
 			if w == nil || !d.memo[ri].res.eq(res) {
 				if state < 0 || !stateRes.eq(res) {
-					state, stateRes = t.get(*res, t.hash(*res)), *res
+					state, stateRes = t.get(res, t.hash(res)), res
 				}
 				st := &t.states[state]
 				if w = st.window(int(ri)); w == nil {
 					if len(d.all) >= d.cfg.MaxWindows {
 						windowsDropped.Inc()
 						if st.n == 0 {
-							t.remove(*res)
+							t.remove(res)
 							state = -1
 						}
 						continue
 					}
 					w = d.newWindow(st, *res, int(ri), groups[info.by])
 				}
-				d.memo[ri] = memo{res: *res, w: w}
+				d.memo[ri].res.set(res)
+				d.memo[ri].w = w
 			}
 			if !recorded {
 				recID, recorded = d.ring.record(r), true
@@ -523,7 +525,7 @@ func (d *Detector) findState(hits []hit, i int) {
 	case h.same && hits[i-1].w == nil:
 		h.state = hits[i-1].state
 	default:
-		h.state = int32(d.table.get(h.res, h.hash))
+		h.state = int32(d.table.get(&h.res, h.hash))
 	}
 }
 
@@ -542,7 +544,8 @@ func (d *Detector) findWindow(h *hit) {
 		w = d.newWindow(st, h.res, int(h.rule), int(h.group))
 	}
 	h.w = w
-	d.memo[h.rule] = memo{res: h.res, w: w}
+	d.memo[h.rule].res.set(&h.res)
+	d.memo[h.rule].w = w
 }
 
 // counting is what count keeps from one hit to the next of the same flow.
@@ -561,7 +564,7 @@ func (d *Detector) count(recs []flow.Record, hits []hit, i int, c *counting) {
 	if w == nil {
 		// Out of windows: a resource left with none is forgotten again.
 		if st := &d.table.states[h.state]; st.n == 0 && (i == 0 || hits[i-1].state != h.state || hits[i-1].w != nil) {
-			d.table.remove(h.res)
+			d.table.remove(&h.res)
 		}
 		return
 	}
@@ -706,32 +709,41 @@ func directionOK(dir string, srcNet, dstNet int) bool {
 	return true // any
 }
 
-func (d *Detector) resourceOf(by groupBy, r *flow.Record, srcNet, dstNet int) (resource, int) {
+// resourceOf writes the resource a rule grouped by `by` keys r into, and returns its
+// monitored network group (-1 if none).
+func (d *Detector) resourceOf(by groupBy, r *flow.Record, srcNet, dstNet int, out *resource) int {
 	switch by {
 	case bySrcAddr:
-		return newResource(resHost, r.SrcAddr, 0, 0), d.groupOf(srcNet)
+		setResource(out, resHost, r.SrcAddr, 0, 0)
+		return d.groupOf(srcNet)
 	case byDstPrefix, bySrcPrefix:
 		a, n := r.DstAddr, dstNet
 		if by == bySrcPrefix {
 			a, n = r.SrcAddr, srcNet
 		}
 		if n >= 0 {
-			return d.nets.res[n], d.groupOf(n)
+			out.set(&d.nets.res[n])
+			return d.groupOf(n)
 		}
 		bitsN := 24
 		if a.Is6() {
 			bitsN = 64
 		}
 		p, _ := a.Prefix(bitsN)
-		return newResource(resPrefix, p.Addr(), 0, uint8(bitsN)), -1
+		setResource(out, resPrefix, p.Addr(), 0, uint8(bitsN))
+		return -1
 	case byInIf:
-		return newResource(resInterface, r.Exporter, r.InIf, 0), -1
+		setResource(out, resInterface, r.Exporter, r.InIf, 0)
+		return -1
 	case byDstPort:
-		return resource{typ: resPort, index: uint32(r.Proto)<<16 | uint32(r.DstPort)}, -1
+		setResource(out, resPort, netip.Addr{}, uint32(r.Proto)<<16|uint32(r.DstPort), 0)
+		return -1
 	case byGlobal:
-		return resource{typ: resGlobal}, -1
+		setResource(out, resGlobal, netip.Addr{}, 0, 0)
+		return -1
 	}
-	return newResource(resHost, r.DstAddr, 0, 0), d.groupOf(dstNet)
+	setResource(out, resHost, r.DstAddr, 0, 0)
+	return d.groupOf(dstNet)
 }
 
 func (d *Detector) groupOf(prefixIndex int) int {
@@ -758,8 +770,8 @@ func (d *Detector) drop(w *window) {
 	d.all[w.pos] = last
 	last.pos = w.pos
 	d.all = d.all[:len(d.all)-1]
-	if i := d.table.find(w.res, d.table.hash(w.res)); i >= 0 && d.table.state(i).remove(w) {
-		d.table.remove(w.res)
+	if i := d.table.find(&w.res, d.table.hash(&w.res)); i >= 0 && d.table.state(i).remove(w) {
+		d.table.remove(&w.res)
 	}
 }
 
@@ -784,7 +796,7 @@ func (d *Detector) Evaluate(now int64) {
 	d.prefixes = d.prefixes[:0]
 	for i := 0; i < len(d.all); i++ {
 		w := d.all[i]
-		if w.res.typ == resPrefix {
+		if w.res.typ() == resPrefix {
 			d.prefixes = append(d.prefixes, w)
 			continue
 		}
@@ -943,7 +955,7 @@ func (d *Detector) resetExplained() {
 
 // unexplained takes from a prefix window's rates what its host anomalies account for.
 func (d *Detector) unexplained(w *window, bps, pps, fps float64) (float64, float64, float64) {
-	if w.res.typ == resPrefix {
+	if w.res.typ() == resPrefix {
 		if i := d.nets.lookup(w.res.addr()); i >= 0 && i < len(d.explained) {
 			ex := d.explained[i]
 			return max(bps-ex.BPS, 0), max(pps-ex.PPS, 0), max(fps-ex.FPS, 0)
@@ -954,7 +966,7 @@ func (d *Detector) unexplained(w *window, bps, pps, fps float64) (float64, float
 
 // explain adds a host anomaly's observed rates to its prefix's explained traffic.
 func (d *Detector) explain(w *window) {
-	if w.anomaly == nil || w.res.typ != resHost || d.rules[w.rule].by != byDstAddr {
+	if w.anomaly == nil || w.res.typ() != resHost || d.rules[w.rule].by != byDstAddr {
 		return
 	}
 	if i := d.nets.lookup(w.res.addr()); i >= 0 {

@@ -32,7 +32,7 @@ func (d *Detector) raise(w *window, info *ruleInfo, now int64, sev float64, metr
 		Rule:        r.Name,
 		Description: r.Description,
 		Direction:   directionName(info.direction),
-		Resource:    Resource{Type: resourceTypeNames[w.res.typ], Key: key, Name: d.resourceName(w)},
+		Resource:    Resource{Type: resourceTypeNames[w.res.typ()], Key: key, Name: d.resourceName(w)},
 		Start:       time.Unix(0, now).UTC(),
 	}}
 	if w.episodeStart > 0 && w.episodeStart <= now {
@@ -181,14 +181,14 @@ func (d *Detector) traceback(w *window, agg signatures.Aggregates) []Ingress {
 }
 
 func (d *Detector) resourceName(w *window) string {
-	switch w.res.typ {
+	switch w.res.typ() {
 	case resHost, resPrefix:
 		if w.group >= 0 {
 			return d.cfg.Networks[w.group].Name
 		}
 	case resInterface:
 		if e := d.names[w.res.addr()]; e != nil {
-			if ifc, ok := e.Interfaces[w.res.index]; ok && ifc.Name != "" {
+			if ifc, ok := e.Interfaces[w.res.index()]; ok && ifc.Name != "" {
 				return e.Name + " " + ifc.Name
 			}
 			return e.Name

@@ -16,15 +16,15 @@ func baselineKey(w *window, info *ruleInfo) baseline.Key {
 	case "internal":
 		dir = baseline.DirInternal
 	}
-	switch w.res.typ {
+	switch w.res.typ() {
 	case resHost:
 		return baseline.HostKey(w.res.addr(), dir)
 	case resPrefix:
-		return baseline.PrefixKey(netip.PrefixFrom(w.res.addr(), int(w.res.bits)), dir)
+		return baseline.PrefixKey(netip.PrefixFrom(w.res.addr(), int(w.res.bits())), dir)
 	case resInterface:
-		return baseline.InterfaceKey(w.res.addr(), w.res.index, baseline.DirIn)
+		return baseline.InterfaceKey(w.res.addr(), w.res.index(), baseline.DirIn)
 	case resPort:
-		return baseline.PortKey(uint8(w.res.index>>16), uint16(w.res.index), dir)
+		return baseline.PortKey(uint8(w.res.index()>>16), uint16(w.res.index()), dir)
 	}
 	return baseline.GlobalKey(dir)
 }

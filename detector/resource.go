@@ -20,48 +20,54 @@ const (
 var resourceTypeNames = [...]string{"host", "prefix", "interface", "port", "global"}
 
 // resource is the comparable key of what an anomaly is about. It holds no pointer (a
-// netip.Addr does) and no padding, so the map of a million resources hashes it as plain
-// memory and the garbage collector never scans its keys.
+// netip.Addr does), so the table of a million resources is never scanned by the garbage
+// collector, and it is three whole words: the per-flow path writes a resource and soon
+// reads it back, and reads that span several narrower writes stall the processor's store
+// forwarding, where word-sized ones do not.
 type resource struct {
 	hi, lo uint64 // address (host, prefix, or exporter of an interface), 16 bytes big-endian
-	index  uint32 // ifindex, or proto<<16|port
-	bits   uint8  // prefix length
-	typ    uint8
-	fam    uint16 // 0 no address, 4 or 6
+	meta   uint64 // index<<32 | bits<<24 | typ<<16 | fam
 }
 
+func (r *resource) index() uint32 { return uint32(r.meta >> 32) } // ifindex, or proto<<16|port
+func (r *resource) bits() uint8   { return uint8(r.meta >> 24) }  // prefix length
+func (r *resource) typ() uint8    { return uint8(r.meta >> 16) }
+func (r *resource) fam() uint8    { return uint8(r.meta) } // 0 no address, 4 or 6
+
 func newResource(typ uint8, a netip.Addr, index uint32, bits uint8) resource {
-	r := resource{typ: typ, index: index, bits: bits}
-	if a.Is4() {
-		// As As16 would give it, ::ffff:a.b.c.d, without the copy and the byte swaps.
-		b := a.As4()
-		r.lo = 0xffff<<32 | uint64(binary.BigEndian.Uint32(b[:]))
-		r.fam = 4
-		return r
-	}
-	if a.IsValid() {
-		b := a.As16()
-		r.hi, r.lo = binary.BigEndian.Uint64(b[:8]), binary.BigEndian.Uint64(b[8:])
-		r.fam = 6
-		if a.Is4() {
-			r.fam = 4
-		}
-	}
+	var r resource
+	setResource(&r, typ, a, index, bits)
 	return r
 }
 
-// eq is ==, field by field: the compiler's == on this struct calls memequal, which costs
-// more than the comparison on the per-flow path.
-func (r *resource) eq(o *resource) bool {
-	return r.lo == o.lo && r.hi == o.hi && r.index == o.index && r.typ == o.typ && r.bits == o.bits && r.fam == o.fam
+// setResource writes a resource in place, a word at a time.
+func setResource(r *resource, typ uint8, a netip.Addr, index uint32, bits uint8) {
+	meta := uint64(index)<<32 | uint64(bits)<<24 | uint64(typ)<<16
+	switch {
+	case a.Is4():
+		// As As16 would give it, ::ffff:a.b.c.d, without the copy and the byte swaps.
+		b := a.As4()
+		r.hi, r.lo, r.meta = 0, 0xffff<<32|uint64(binary.BigEndian.Uint32(b[:])), meta|4
+	case a.IsValid():
+		b := a.As16()
+		r.hi, r.lo, r.meta = binary.BigEndian.Uint64(b[:8]), binary.BigEndian.Uint64(b[8:]), meta|6
+	default:
+		r.hi, r.lo, r.meta = 0, 0, meta
+	}
 }
 
+// eq is ==, a word at a time (the compiler's == would compare memory in wider pieces).
+func (r *resource) eq(o *resource) bool { return r.lo == o.lo && r.hi == o.hi && r.meta == o.meta }
+
+// set copies o, a word at a time.
+func (r *resource) set(o *resource) { r.hi, r.lo, r.meta = o.hi, o.lo, o.meta }
+
 // addr is the resource's address; the zero Addr for ports and global.
-func (r resource) addr() netip.Addr {
+func (r *resource) addr() netip.Addr {
 	var b [16]byte
 	binary.BigEndian.PutUint64(b[:8], r.hi)
 	binary.BigEndian.PutUint64(b[8:], r.lo)
-	switch r.fam {
+	switch r.fam() {
 	case 4:
 		return netip.AddrFrom16(b).Unmap()
 	case 6:
@@ -71,15 +77,15 @@ func (r resource) addr() netip.Addr {
 }
 
 func (r resource) String() string {
-	switch r.typ {
+	switch r.typ() {
 	case resHost:
 		return r.addr().String()
 	case resPrefix:
-		return netip.PrefixFrom(r.addr(), int(r.bits)).String()
+		return netip.PrefixFrom(r.addr(), int(r.bits())).String()
 	case resInterface:
-		return fmt.Sprintf("%s:%d", r.addr(), r.index)
+		return fmt.Sprintf("%s:%d", r.addr(), r.index())
 	case resPort:
-		return fmt.Sprintf("%s/%d", protoName(uint8(r.index>>16)), r.index&0xffff)
+		return fmt.Sprintf("%s/%d", protoName(uint8(r.index()>>16)), r.index()&0xffff)
 	}
 	return "global"
 }

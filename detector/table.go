@@ -32,11 +32,11 @@ func newResTable() resTable {
 	return t
 }
 
-func (t *resTable) hash(r resource) uint64 {
+func (t *resTable) hash(r *resource) uint64 {
 	// Two multiplies: the per-flow cost of a lookup matters more here than the strength
 	// of the mixing, and the seed still keeps spoofed addresses from aiming at one run.
 	x := (r.lo ^ t.seed) * 0x9e3779b97f4a7c15
-	x ^= (r.hi + uint64(r.index)<<24 + uint64(r.bits)<<16 + uint64(r.typ)<<8 + uint64(r.fam)) * 0xc2b2ae3d27d4eb4f
+	x ^= (r.hi + r.meta) * 0xc2b2ae3d27d4eb4f
 	return x ^ x>>29
 }
 
@@ -44,20 +44,20 @@ func (t *resTable) hash(r resource) uint64 {
 func (t *resTable) touch(h uint64) uint32 { return t.slots[h&t.mask].state }
 
 // find returns the state index of r, or -1.
-func (t *resTable) find(r resource, h uint64) int {
+func (t *resTable) find(r *resource, h uint64) int {
 	for i := h & t.mask; ; i = (i + 1) & t.mask {
 		s := &t.slots[i]
 		if s.state == 0 {
 			return -1
 		}
-		if s.key.eq(&r) {
+		if s.key.eq(r) {
 			return int(s.state - 1)
 		}
 	}
 }
 
 // get returns the state index of r, adding an empty state if r is new.
-func (t *resTable) get(r resource, h uint64) int {
+func (t *resTable) get(r *resource, h uint64) int {
 	if i := t.find(r, h); i >= 0 {
 		return i
 	}
@@ -77,12 +77,12 @@ func (t *resTable) get(r resource, h uint64) int {
 	return int(idx)
 }
 
-func (t *resTable) place(r resource, h uint64, state uint32) {
+func (t *resTable) place(r *resource, h uint64, state uint32) {
 	i := h & t.mask
 	for t.slots[i].state != 0 {
 		i = (i + 1) & t.mask
 	}
-	t.slots[i] = resSlot{key: r, state: state}
+	t.slots[i] = resSlot{key: *r, state: state}
 }
 
 func (t *resTable) resize(n int) {
@@ -91,13 +91,13 @@ func (t *resTable) resize(n int) {
 	t.mask = uint64(n - 1)
 	for i := range old {
 		if old[i].state != 0 {
-			t.place(old[i].key, t.hash(old[i].key), old[i].state)
+			t.place(&old[i].key, t.hash(&old[i].key), old[i].state)
 		}
 	}
 }
 
 // remove forgets r and its (empty) state.
-func (t *resTable) remove(r resource) {
+func (t *resTable) remove(r *resource) {
 	h := t.hash(r)
 	i := h & t.mask
 	for {
@@ -105,7 +105,7 @@ func (t *resTable) remove(r resource) {
 		if s.state == 0 {
 			return
 		}
-		if s.key.eq(&r) {
+		if s.key.eq(r) {
 			break
 		}
 		i = (i + 1) & t.mask
@@ -124,7 +124,7 @@ func (t *resTable) remove(r resource) {
 			if t.slots[j].state == 0 {
 				return
 			}
-			home := t.hash(t.slots[j].key) & t.mask
+			home := t.hash(&t.slots[j].key) & t.mask
 			// Move j into i unless its home lies cyclically in (i, j].
 			if (j > i && (home <= i || home > j)) || (j < i && home <= i && home > j) {
 				t.slots[i] = t.slots[j]

@@ -34,11 +34,11 @@ func TestResTable(t *testing.T) {
 			for step := 0; step < 20*tc.keys; step++ {
 				k := keys[rng.IntN(len(keys))]
 				if _, ok := want[k]; ok && rng.IntN(2) == 0 {
-					tab.remove(k)
+					tab.remove(&k)
 					delete(want, k)
 					continue
 				}
-				i := tab.get(k, tab.hash(k))
+				i := tab.get(&k, tab.hash(&k))
 				tab.state(i).n = 1 // an in-use state, as the detector leaves it
 				if j, ok := want[k]; ok && j != i {
 					t.Fatalf("step %d: %v moved from state %d to %d", step, k, j, i)
@@ -49,7 +49,7 @@ func TestResTable(t *testing.T) {
 				t.Errorf("table holds %d, want %d", tab.used, len(want))
 			}
 			for _, k := range keys {
-				got := tab.find(k, tab.hash(k))
+				got := tab.find(&k, tab.hash(&k))
 				if j, ok := want[k]; ok != (got >= 0) || ok && got != j {
 					t.Errorf("%v: find = %d, want %d (present %v)", k, got, j, ok)
 				}
