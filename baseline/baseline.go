@@ -123,7 +123,7 @@ type Baselines struct {
 	marks       map[Key][]markSpan
 	ops         []op
 	look        [subBatch]sides
-	hostp       [2 * subBatch]*int32 // page entries of a sub-batch's hosts, for prefetch
+	hostp       [3 * subBatch]*int32 // page entries of a sub-batch's hosts and dense port entries, for prefetch
 	blkp        [2 * subBatch]int32  // block profile indices of a sub-batch, for prefetch
 	ports       [4][3][]int32        // port key indices by direction, tcp/udp/sctp, port
 	portsOther  [4][256]int32        // by direction and protocol, for protocols without ports
@@ -395,6 +395,22 @@ func (b *Baselines) prefetch(recs []flow.Record) {
 		}
 		if l.shost != nil {
 			hp = append(hp, l.shost)
+		}
+		// The port key: most destination ports of a busy link are ephemeral, so their
+		// counters are as scattered as the hosts'.
+		var dir Direction
+		switch {
+		case len(l.dch) > 0 && len(l.sch) > 0:
+			dir = DirInternal
+		case len(l.dch) > 0:
+			dir = DirIn
+		case len(l.sch) > 0:
+			dir = DirOut
+		}
+		if dir != 0 {
+			if p := b.portRef(r.Proto, r.DstPort, dir); p != nil {
+				hp = append(hp, p)
+			}
 		}
 		if l.dblk && l.dbix != nil {
 			b.blkp[nb] = *l.dbix

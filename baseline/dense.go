@@ -199,6 +199,16 @@ func (b *Baselines) interfaceIdx(exp netip.Addr, ifIndex uint32, d int) int32 {
 }
 
 // portIdx returns the cached index of a port key, or -1.
+// portRef is where portIdx reads a dense port's index, nil for other protocols.
+func (b *Baselines) portRef(proto uint8, port uint16, d Direction) *int32 {
+	if ps := protoSlot(proto); ps >= 0 {
+		if s := b.ports[d][ps]; s != nil {
+			return &s[port]
+		}
+	}
+	return nil
+}
+
 func (b *Baselines) portIdx(proto uint8, port uint16, d Direction) int32 {
 	ps := protoSlot(proto)
 	if ps < 0 {
