@@ -243,7 +243,7 @@ func (d *Detector) Reload(set *signatures.Set) error {
 			}
 			continue
 		}
-		if w.anomaly != nil {
+		if w.active() != nil {
 			d.end(w, now)
 		}
 		d.drop(w)
@@ -271,7 +271,7 @@ func (d *Detector) Run(ctx context.Context) error {
 	// back to its pool when the baselines are done with it.
 	var learn chan *flow.Batch
 	if d.deps.Baselines != nil {
-		learn = make(chan *flow.Batch, 64)
+		learn = make(chan *flow.Batch, 16)
 		done := make(chan struct{})
 		defer func() { close(learn); <-done }()
 		go func() {
@@ -824,7 +824,7 @@ func (d *Detector) Evaluate(now int64) {
 // was dropped as idle.
 func (d *Detector) evaluate(w *window, now, sec int64) bool {
 	info := &d.rules[w.rule]
-	if w.anomaly == nil && w.idle(sec, int64(info.windowSec)) {
+	if w.active() == nil && w.idle(sec, int64(info.windowSec)) {
 		d.drop(w)
 		return true
 	}
@@ -966,7 +966,7 @@ func (d *Detector) unexplained(w *window, bps, pps, fps float64) (float64, float
 
 // explain adds a host anomaly's observed rates to its prefix's explained traffic.
 func (d *Detector) explain(w *window) {
-	if w.anomaly == nil || w.res.typ() != resHost || d.rules[w.rule].by != byDstAddr {
+	if w.active() == nil || w.res.typ() != resHost || d.rules[w.rule].by != byDstAddr {
 		return
 	}
 	if i := d.nets.lookup(w.res.addr()); i >= 0 {

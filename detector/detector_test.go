@@ -375,12 +375,11 @@ func TestTransitCountsOnce(t *testing.T) {
 }
 
 // TestWindowLayout keeps what a flow into a light window writes in the window's first cache
-// line, and the size a multiple of 64 so that the allocator's size class keeps windows
-// line-aligned.
+// line, and the window two lines long, which the allocator's size class keeps aligned.
 func TestWindowLayout(t *testing.T) {
 	var w window
-	if size := unsafe.Sizeof(w); size%64 != 0 {
-		t.Errorf("window is %d bytes, not a multiple of 64", size)
+	if size := unsafe.Sizeof(w); size != 128 {
+		t.Errorf("window is %d bytes, want two cache lines (128): a million hosts have two million windows", size)
 	}
 	for name, end := range map[string]uintptr{
 		"cur":          unsafe.Offsetof(w.cur) + unsafe.Sizeof(w.cur),

@@ -29,8 +29,8 @@ type slot struct {
 // promotion costs no detection time.
 type window struct {
 	// The first 64 bytes are all that a flow into a light window touches, so that a
-	// million light windows cost a flow one cache line each. The size stays a multiple of
-	// 64 (checked in a test) so that the allocator keeps windows line-aligned.
+	// million light windows cost a flow one cache line each. The whole window is two
+	// lines (checked in a test): the allocator's 128-byte class keeps them aligned.
 	*detail     // nil while light
 	cur         slot
 	curOff      uint32 // when the current second's first flow came, ns into the second
@@ -45,11 +45,14 @@ type window struct {
 	pos     int   // index in Detector.all
 	firstNs int64 // earliest time that holds data: the window's span until it is full
 	lastSec int64 // latest second that holds data, up to the light second (see seen)
+}
 
-	pendingSince int64 // when the threshold was first crossed, for a rule's `for`
-	lastFired    int64 // last evaluation over threshold
-	anomaly      *active
-	_            [40]byte
+// active is the window's anomaly, nil if none (a light window never has one).
+func (w *window) active() *active {
+	if w.detail == nil {
+		return nil
+	}
+	return w.detail.anomaly
 }
 
 // curFirstNs is when the light second's first flow arrived.
@@ -68,6 +71,10 @@ type detail struct {
 	// Distinct counters exist only for rules whose threshold asks for them.
 	srcs, dsts, dports *hll
 	quietSince         int64 // since when the window has been below promoteAt, for going light
+
+	pendingSince int64 // when the threshold was first crossed, for a rule's `for`
+	lastFired    int64 // last evaluation over threshold
+	anomaly      *active
 }
 
 // fullSlot is one second of a window with its detail. Besides the flows that arrived in it,

@@ -88,7 +88,9 @@ func newEngine(cfg config.Config, log *slog.Logger, onEvent func(detector.Event)
 		return nil, err
 	}
 	pool := flow.NewPool(4096)
-	batches := make(chan *flow.Batch, 256)
+	// A short queue: the sockets' 32 MiB buffers absorb bursts as well, and every batch
+	// queued here holds 4096 records (650 KB) that a long queue keeps resident.
+	batches := make(chan *flow.Batch, 64)
 	e.stats = ingest.NewStats()
 	seen := map[string]bool{}
 	for _, addr := range []string{cfg.Listen.NetFlow, cfg.Listen.IPFIX, cfg.Listen.SFlow} {
