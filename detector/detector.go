@@ -625,7 +625,7 @@ type resState struct {
 	more  *resState
 }
 
-const resInline = 8
+const resInline = 6
 
 func (st *resState) window(rule int) *window {
 	for ; st != nil; st = st.more {
