@@ -625,7 +625,7 @@ type resState struct {
 	more  *resState
 }
 
-const resInline = 6
+const resInline = 5
 
 func (st *resState) window(rule int) *window {
 	for ; st != nil; st = st.more {

@@ -4,6 +4,7 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"testing"
+	"unsafe"
 )
 
 // TestResTable checks the open-addressed table against a Go map through random adds and
@@ -55,5 +56,13 @@ func TestResTable(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestResStateLine keeps a resource's state one cache line: the table's states are read
+// once per flow and host, and a state across two lines is two misses.
+func TestResStateLine(t *testing.T) {
+	if size := unsafe.Sizeof(resState{}); size != 64 {
+		t.Errorf("resState is %d bytes, want 64", size)
 	}
 }
