@@ -60,6 +60,10 @@ type ruleInfo struct {
 	// alwaysFull rules keep their detail from the start: a baseline or an earlier rule's
 	// anomaly cannot be judged from one light second's counters.
 	alwaysFull bool
+	// floors per monitored network like limits, where the threshold has one: a light
+	// window below promoteAt percent of every floor needs no Check.
+	floors  []signatures.Floor
+	floorOK []bool
 }
 
 type windowKey struct {
@@ -205,6 +209,9 @@ func buildRules(cfg Config, set *signatures.Set) ([]ruleInfo, error) {
 				l = l.Overlay(over)
 			}
 			ri.limits[g] = l
+			f, ok := ri.threshold.Floor(l)
+			ri.floors = append(ri.floors, f)
+			ri.floorOK = append(ri.floorOK, ok)
 		}
 		infos = append(infos, ri)
 	}
@@ -920,6 +927,13 @@ func (d *Detector) promote(w *window, info *ruleInfo, now int64) bool {
 	bps, pps, fps, samples := w.lightRates(now)
 	bps, pps, fps = d.unexplained(w, bps, pps, fps)
 	agg := &d.agg
+	if g := w.group + 1; info.floorOK[g] {
+		agg.BPS, agg.PPS, agg.FPS, agg.Samples = bps, pps, fps, samples
+		if info.floors[g].Below(agg, promoteAt) {
+			w.episodeStart = 0
+			return false
+		}
+	}
 	// A light window keeps no sketches: distinct counts read as unbounded, so that only the
 	// rates can hold a window back (a scan rule, all distinct counts, promotes at once).
 	inf := math.Inf(1)

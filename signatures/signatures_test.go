@@ -961,3 +961,48 @@ func TestMatchConcurrent(t *testing.T) {
 		}
 	}
 }
+
+// TestFloor checks the detector's shortcut on the default pack: wherever Floor says a
+// window is below 10 % of every limit, Check agrees, on random light-window aggregates
+// (distinct counts unbounded) with and without group limits; and the rules that compare a
+// distinct count have no floor.
+func TestFloor(t *testing.T) {
+	set, err := Compile(rules.Default())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(3, 4))
+	inf := math.Inf(1)
+	floors := 0
+	for i := 0; i < set.Len(); i++ {
+		th := set.Threshold(i)
+		for _, l := range []Limits{th.Defaults(), th.Defaults().Overlay(Limits{PPS: 50, BPS: 1e5, SYNPPS: 7, UDPPPS: 30})} {
+			f, ok := th.Floor(l)
+			if !ok {
+				continue
+			}
+			floors++
+			below := 0
+			for n := 0; n < 20000; n++ {
+				a := Aggregates{BPS: math.Exp(rng.Float64()*28 - 3), PPS: math.Exp(rng.Float64()*18 - 3), FPS: math.Exp(rng.Float64()*15 - 3),
+					Samples: math.Exp(rng.Float64()*12 - 3), DistinctSrc: inf, DistinctDst: inf, DistinctSrcPort: inf, DistinctDstPort: inf, Limits: l}
+				if !f.Below(&a, 10) {
+					continue
+				}
+				below++
+				if fired, sev, _, _ := th.Check(&a); fired || sev >= 10 {
+					t.Fatalf("%s: floor %+v says below 10%% for %+v, Check: fired %v severity %.1f", th.Rule().Name, f, a, fired, sev)
+				}
+			}
+			if below == 0 {
+				t.Errorf("%s: no sample below the floor %+v: the test does not exercise it", th.Rule().Name, f)
+			}
+		}
+	}
+	if floors < 10 {
+		t.Errorf("only %d rule/limit pairs have a floor", floors)
+	}
+	if _, ok := set.Threshold(set.Index("vertical-scan")).Floor(Limits{}); ok {
+		t.Error("vertical-scan (a distinct count) has a floor")
+	}
+}

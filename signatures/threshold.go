@@ -130,6 +130,65 @@ func (t *Threshold) Defaults() Limits { return t.defaults }
 // Needs reports which optional aggregates the threshold reads.
 func (t *Threshold) Needs() Needs { return t.needs }
 
+// Floor is, per rate, the smallest limit a threshold compares it with; +Inf where none.
+type Floor struct{ BPS, PPS, FPS, Samples float64 }
+
+// Below reports whether every rate is under pct percent of its floor.
+func (f *Floor) Below(a *Aggregates, pct float64) bool {
+	k := pct / 100
+	return a.BPS < f.BPS*k && a.PPS < f.PPS*k && a.FPS < f.FPS*k && a.Samples < f.Samples*k
+}
+
+// Floor returns the threshold's floor under limits l, when the threshold is made only of
+// comparisons of bps, pps, fps or samples with positive constants or limits, joined by
+// && and ||. Then a window whose rates are all below pct percent of the floor has a
+// severity below pct (Check reports one comparison's ratio, and none of them can hold),
+// which lets the detector skip Check for the many windows far from any limit.
+func (t *Threshold) Floor(l Limits) (Floor, bool) {
+	inf := math.Inf(1)
+	f := Floor{BPS: inf, PPS: inf, FPS: inf, Samples: inf}
+	var walk func(n *sevNode) bool
+	walk = func(n *sevNode) bool {
+		switch n.op {
+		case sevAnd, sevOr:
+			for _, k := range n.kids {
+				if !walk(k) {
+					return false
+				}
+			}
+			return len(n.kids) > 0
+		case sevField:
+			lim := n.limConst
+			if n.limField != nil {
+				if v := *n.limField(&l); v > 0 {
+					lim = v
+				}
+			}
+			if !(lim > 0) || math.IsInf(lim, 0) {
+				return false
+			}
+			switch n.field {
+			case 1:
+				f.BPS = min(f.BPS, lim)
+			case 2:
+				f.PPS = min(f.PPS, lim)
+			case 3:
+				f.FPS = min(f.FPS, lim)
+			case 8:
+				f.Samples = min(f.Samples, lim)
+			default:
+				return false // a distinct count: a light window reads it as unbounded
+			}
+			return true
+		}
+		return false
+	}
+	if t.root == nil || !walk(t.root) {
+		return Floor{}, false
+	}
+	return f, true
+}
+
 // Check evaluates the threshold on a window's aggregates. It reports whether it holds and
 // how far: severityPct is observed over limit in percent ("958.2% of 3.40 Kpps") for the
 // comparison that decides, metric names its observed side ("pps", "distinct_dst") and limit
