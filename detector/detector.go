@@ -97,6 +97,7 @@ type Detector struct {
 	ring      evidenceRing
 	ingresses ingressTable
 	hits      []hit
+	directMax int    // directMax, or another bound in tests
 	memo      []memo // per rule
 	// flowHits' scratch: a flow's resource and group per kind of group_by.
 	scratchRes   [numGroupBy]resource
@@ -131,6 +132,7 @@ func New(cfg Config, deps Deps) (*Detector, error) {
 		actives:   map[*window]*active{},
 		recent:    map[windowKey]int64{},
 		ring:      newEvidenceRing(1 << 17),
+		directMax: directMax,
 		processed: metrics.GetOrCreateCounter("flowhound_flows_processed_total"),
 		delay:     metrics.GetOrCreateHistogram("flowhound_detection_delay_seconds"),
 	}
@@ -353,7 +355,7 @@ func (d *Detector) processChunk(recs []flow.Record) {
 	noNets := d.nets.empty()
 	var c counting
 	c.last = -1
-	if d.table.used < directMax {
+	if d.table.used < d.directMax {
 		d.processDirect(recs, noNets)
 		return
 	}

@@ -392,3 +392,73 @@ func TestWindowLayout(t *testing.T) {
 		}
 	}
 }
+
+// TestPassesMatchDirect runs the same flows through a detector counting flow by flow and one
+// counting in passes (as it does past directMax resources) and expects the same anomalies
+// and the same window totals: the tests with few hosts would not exercise the passes.
+func TestPassesMatchDirect(t *testing.T) {
+	cfg := testConfig()
+	cfg.Networks = []Network{{Name: "customers", Prefixes: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}}}
+	direct, evDirect := newTestDetector(t, cfg)
+	passes, evPasses := newTestDetector(t, cfg)
+	passes.directMax = 0
+	recs := realisticMix(60000)
+	// A flood on one host and a scan over many, among the mix, arriving over 3 s.
+	victim := netip.MustParseAddr("10.0.0.99")
+	for i := 0; i < 20000; i++ {
+		r := recs[i%len(recs)]
+		r.DstAddr, r.Proto, r.TCPFlags, r.DstPort, r.Packets, r.Bytes = victim, flow.ProtoTCP, flow.FlagSYN, 80, 5, 300
+		recs = append(recs, r)
+	}
+	for i := range recs {
+		at := t0 + int64(i)*int64(3*time.Second)/int64(len(recs))
+		recs[i].Received, recs[i].End = at, at
+		if i%3 == 0 {
+			recs[i].Start = at - int64(i%40)*int64(time.Second)/4
+		} else {
+			recs[i].Start = at
+		}
+	}
+	for _, d := range []*Detector{direct, passes} {
+		for i := 0; i < len(recs); i += 1000 {
+			batch := append([]flow.Record(nil), recs[i:min(i+1000, len(recs))]...)
+			d.Process(batch)
+			if i%20000 == 0 {
+				d.Evaluate(batch[0].Received)
+			}
+		}
+		d.Evaluate(t0 + int64(3*time.Second))
+	}
+	if passes.table.used < 4096 || direct.table.used != passes.table.used {
+		t.Fatalf("resources: direct %d, passes %d (want the same, and past 4096)", direct.table.used, passes.table.used)
+	}
+	if len(direct.all) != len(passes.all) {
+		t.Fatalf("windows: direct %d, passes %d", len(direct.all), len(passes.all))
+	}
+	now := t0 + int64(3*time.Second)
+	for i, w := range direct.all {
+		v := passes.all[i]
+		if w.res != v.res || w.rule != v.rule {
+			t.Fatalf("window %d: direct %v rule %d, passes %v rule %d", i, w.res, w.rule, v.res, v.rule)
+		}
+		if (w.detail == nil) != (v.detail == nil) || w.cur != v.cur {
+			t.Fatalf("window %d (%v): light state differs: %+v / %+v", i, w.res, w.cur, v.cur)
+		}
+		if w.detail != nil {
+			a1, a2, a3, a4 := w.totals(now)
+			b1, b2, b3, b4 := v.totals(now)
+			if a1 != b1 || a2 != b2 || a3 != b3 || a4 != b4 {
+				t.Fatalf("window %d (%v): totals %v %v %v %v / %v %v %v %v", i, w.res, a1, a2, a3, a4, b1, b2, b3, b4)
+			}
+		}
+	}
+	if len(*evDirect) == 0 || len(*evDirect) != len(*evPasses) {
+		t.Fatalf("events: direct %d, passes %d", len(*evDirect), len(*evPasses))
+	}
+	for i := range *evDirect {
+		a, b := (*evDirect)[i].Anomaly, (*evPasses)[i].Anomaly
+		if a.ID != b.ID || a.SeverityPct != b.SeverityPct {
+			t.Errorf("event %d: direct %s %.1f%%, passes %s %.1f%%", i, a.ID, a.SeverityPct, b.ID, b.SeverityPct)
+		}
+	}
+}
