@@ -353,13 +353,12 @@ func (d *Detector) process(recs []flow.Record) {
 // is small enough for what it touches to stay in the core's cache between the passes.
 func (d *Detector) processChunk(recs []flow.Record) {
 	noNets := d.nets.empty()
-	var c counting
-	c.last = -1
 	if d.table.used < d.directMax {
 		d.processDirect(recs, noNets)
 		return
 	}
 	t := &d.table
+	c := counting{last: -1}
 	hits := d.hits[:0]
 	var sink uint64
 	// Pass 1: rules, direction and resource of each matched flow.
@@ -623,10 +622,10 @@ func (d *Detector) internalIf(exp netip.Addr, inIf uint32) bool {
 	return false
 }
 
-// resState is one resource's windows, kept in the map entry itself: a flow finds the window
-// of each rule it matched without touching any other window, which with a million hosts is
-// a cache miss saved per window passed over. Past resInline windows (a host hit by many
-// rules at once) the rest chain into overflow nodes.
+// resState is one resource's windows, by rule, in one cache line of the resource table: a
+// flow finds the window of each rule it matched without touching any other window, which
+// with a million hosts is a cache miss saved per window passed over. Past resInline
+// windows (a host hit by many rules) the rest chain into overflow nodes.
 type resState struct {
 	rules [resInline]uint16
 	n     uint8
