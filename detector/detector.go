@@ -64,6 +64,9 @@ type ruleInfo struct {
 	// window below promoteAt percent of every floor needs no Check.
 	floors  []signatures.Floor
 	floorOK []bool
+	// distinct rules count distinct values, which a light window cannot: their windows
+	// promote at their first flow, so Config.MaxDistinctWindows bounds how many are full.
+	distinct bool
 }
 
 type windowKey struct {
@@ -97,8 +100,12 @@ type Detector struct {
 	ring      evidenceRing
 	ingresses ingressTable
 	hits      []hit
-	directMax int    // directMax, or another bound in tests
-	memo      []memo // per rule
+	directMax int // directMax, or another bound in tests
+	// distinctFull counts the full windows of distinct rules; seedBudget is how many ring
+	// references promotions may still read in this evaluation.
+	distinctFull int
+	seedBudget   int
+	memo         []memo // per rule
 	// flowHits' scratch: a flow's resource and group per kind of group_by.
 	scratchRes   [numGroupBy]resource
 	scratchGroup [numGroupBy]int
@@ -197,6 +204,7 @@ func buildRules(cfg Config, set *signatures.Set) ([]ruleInfo, error) {
 		ri.distinctSrc, ri.distinctDst, ri.distinctPrt = needs.DistinctSrc, needs.DistinctDst, needs.DistinctDstPort
 		ri.expected, ri.profiled = needs.Expected, r.Kind == "profiled"
 		ri.alwaysFull = ri.expected || ri.profiled || r.After != ""
+		ri.distinct = (ri.distinctSrc || ri.distinctDst || ri.distinctPrt) && !ri.alwaysFull
 		// A host takes its group's per-host thresholds; a prefix resource (the group as a
 		// whole) takes the group's totals.
 		ri.limits = make([]signatures.Limits, len(cfg.Networks)+1)
@@ -267,6 +275,12 @@ func (d *Detector) Reload(set *signatures.Set) error {
 	d.recent = recent
 	d.rules = infos
 	d.deps.Rules = set
+	d.distinctFull = 0
+	for _, w := range d.all {
+		if w.detail != nil && d.rules[w.rule].distinct {
+			d.distinctFull++
+		}
+	}
 	return nil
 }
 
@@ -699,6 +713,8 @@ func (st *resState) setRule(w *window) {
 
 var (
 	windowsDropped = metrics.NewCounter(`flowhound_windows_dropped_total`)
+	// promotionsRefused counts windows of distinct rules kept light by MaxDistinctWindows.
+	promotionsRefused = metrics.NewCounter(`flowhound_windows_promotions_refused_total`)
 	// Per-stage timings: a batch through rules, windows and baselines; one evaluation pass.
 	stageDetect   = metrics.NewHistogram(`flowhound_stage_seconds{stage="detect"}`)
 	stageEvaluate = metrics.NewHistogram(`flowhound_stage_seconds{stage="evaluate"}`)
@@ -774,6 +790,9 @@ func (d *Detector) newWindow(st *resState, res resource, rule, group int) *windo
 
 // drop forgets an idle window.
 func (d *Detector) drop(w *window) {
+	if w.detail != nil && d.rules[w.rule].distinct {
+		d.distinctFull--
+	}
 	last := d.all[len(d.all)-1]
 	d.all[w.pos] = last
 	last.pos = w.pos
@@ -792,6 +811,7 @@ func (d *Detector) Evaluate(now int64) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.lastEval = now
+	d.seedBudget = seedRefs
 	if d.started == 0 {
 		d.started = now
 	}
@@ -912,6 +932,9 @@ func (d *Detector) evaluate(w *window, now, sec int64) bool {
 			w.quietSince = now
 		case now-w.quietSince > int64(info.windowSec)*1e9:
 			w.demote()
+			if info.distinct {
+				d.distinctFull--
+			}
 		}
 	}
 	return false
@@ -947,17 +970,33 @@ func (d *Detector) promote(w *window, info *ruleInfo, now int64) bool {
 		}
 		return false
 	}
+	if info.distinct {
+		if d.distinctFull >= d.cfg.MaxDistinctWindows {
+			promotionsRefused.Inc()
+			return false
+		}
+		d.distinctFull++
+	}
 	seed := w.curFirstNs()
 	w.promote(info.windowSec, info.distinctSrc, info.distinctDst, info.distinctPrt, d.ingresses.key(w.lastIngress), w.lastIngress)
 	// The traceback starts from the flows of the promoting second that are still in the
-	// evidence ring, rather than from the one ingress a light window remembers.
-	saved := w.ingress[0]
-	w.ingress[0] = ingressCount{}
-	if !d.ring.ingress(w, seed, &d.ingresses) {
-		w.ingress[0] = saved
+	// evidence ring, rather than from the one ingress a light window remembers; within a
+	// budget per evaluation, since each promotion reads the whole ring and a sweep of a
+	// network (one flow per host) promotes thousands of windows at once.
+	if d.seedBudget >= len(d.ring.refs) {
+		d.seedBudget -= len(d.ring.refs)
+		saved := w.ingress[0]
+		w.ingress[0] = ingressCount{}
+		if !d.ring.ingress(w, seed, &d.ingresses) {
+			w.ingress[0] = saved
+		}
 	}
 	return true
 }
+
+// seedRefs is how many evidence ring references an evaluation's promotions may read: eight
+// whole rings, a few milliseconds.
+const seedRefs = 8 << 17
 
 // resetExplained clears, per monitored prefix, the traffic its host anomalies explain.
 func (d *Detector) resetExplained() {

@@ -462,3 +462,50 @@ func TestPassesMatchDirect(t *testing.T) {
 		}
 	}
 }
+
+// TestNetworkSweep sends one SYN to each of 30,000 hosts, as a scan of a network does: the
+// vertical-scan rule counts distinct ports, which a light window cannot, so each of those
+// windows would take its detail (a few KB) and each promotion would read the whole evidence
+// ring. The full windows stay within MaxDistinctWindows, the refused ones are counted, and
+// the ring reads within one evaluation's budget.
+func TestNetworkSweep(t *testing.T) {
+	cfg := testConfig()
+	cfg.Networks = []Network{{Name: "h", Prefixes: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/12")}}}
+	cfg.MaxDistinctWindows = 5000
+	d, _ := newTestDetector(t, cfg)
+	var recs []flow.Record
+	for h := 0; h < 30000; h++ {
+		recs = append(recs, flow.Record{Received: t0, Start: t0, End: t0, Exporter: edge1, InIf: 1,
+			SrcAddr: netip.MustParseAddr("198.18.0.1"), DstAddr: netip.AddrFrom4([4]byte{10, byte(h >> 16), byte(h >> 8), byte(h)}),
+			Proto: flow.ProtoTCP, TCPFlags: flow.FlagSYN, SrcPort: 40000, DstPort: 22, Packets: 1, Bytes: 60,
+			Has: flow.HasSrcAddr | flow.HasDstAddr | flow.HasProto | flow.HasTCPFlags | flow.HasSrcPort | flow.HasDstPort | flow.HasPackets | flow.HasBytes | flow.HasInIf})
+	}
+	refused := promotionsRefused.Get()
+	d.Process(recs)
+	d.Evaluate(t0 + int64(time.Second)/2)
+	full := 0
+	for _, w := range d.all {
+		if w.detail != nil && d.rules[w.rule].distinct {
+			full++
+		}
+	}
+	if full != d.distinctFull || full > cfg.MaxDistinctWindows {
+		t.Errorf("full distinct windows: %d (counted %d), want at most %d", full, d.distinctFull, cfg.MaxDistinctWindows)
+	}
+	if full < cfg.MaxDistinctWindows {
+		t.Errorf("only %d windows promoted: the sweep does not reach the bound", full)
+	}
+	if got := promotionsRefused.Get() - refused; got < 30000-uint64(cfg.MaxDistinctWindows) {
+		t.Errorf("refused promotions counted: %d, want %d", got, 30000-cfg.MaxDistinctWindows)
+	}
+	if d.seedBudget < 0 || d.seedBudget > seedRefs {
+		t.Errorf("seed budget %d outside [0, %d]", d.seedBudget, seedRefs)
+	}
+	// Once the sweep is over, the windows demote and others may promote again.
+	for sec := int64(1); sec <= 70; sec++ {
+		d.Evaluate(t0 + sec*int64(time.Second))
+	}
+	if d.distinctFull != 0 {
+		t.Errorf("after the sweep: %d full distinct windows counted, want 0", d.distinctFull)
+	}
+}
