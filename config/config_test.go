@@ -67,3 +67,23 @@ func TestDefaults(t *testing.T) {
 		t.Errorf("defaults %+v", c)
 	}
 }
+
+// TestDetectionBounds: the detector's window bounds come from the file, and the defaults
+// stay when it sets none.
+func TestDetectionBounds(t *testing.T) {
+	for _, tt := range []struct {
+		yaml              string
+		windows, distinct int
+	}{
+		{"", 2_000_000, 20_000},
+		{"detection: {max_windows: 500000, max_distinct_windows: 1000}\n", 500_000, 1000},
+	} {
+		c, err := Parse("c.yaml", []byte(tt.yaml))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := c.Detector(); d.MaxWindows != tt.windows || d.MaxDistinctWindows != tt.distinct {
+			t.Errorf("%q: max_windows %d, max_distinct_windows %d; want %d, %d", tt.yaml, d.MaxWindows, d.MaxDistinctWindows, tt.windows, tt.distinct)
+		}
+	}
+}
