@@ -128,18 +128,6 @@ func (s *summary) top(limit int) []summaryEntry {
 	return out
 }
 
-// drop forgets k (after it was promoted).
-func (s *summary) drop(k Key) {
-	h := s.ix.hash(k)
-	id := s.ix.find(s.keys, k, h)
-	if id < 0 {
-		return
-	}
-	// Zero it and let it sink to the top of the min-heap, where the next newcomer replaces it.
-	s.bytes[id], s.pkts[id], s.flows[id], s.err[id] = 0, 0, 0, 0
-	s.up(int(s.pos[id]))
-}
-
 func (s *summary) reset(now int64) {
 	clear(s.ix.slots)
 	s.ix.n = 0
