@@ -45,8 +45,8 @@ type Detection struct {
 	Evaluate   Duration `yaml:"evaluate"`
 	Hold       Duration `yaml:"hold"`
 	MaxWindows int      `yaml:"max_windows"`
-	// MaxDistinctWindows bounds the full windows of scan-like rules (detector.Config).
-	MaxDistinctWindows int `yaml:"max_distinct_windows"`
+	// MaxEagerWindows bounds the full windows of scan and signature rules (detector.Config).
+	MaxEagerWindows int `yaml:"max_eager_windows"`
 }
 
 // Default returns the configuration `flowhound serve` runs with when given no file.
@@ -57,7 +57,7 @@ func Default() Config {
 		API:         "127.0.0.1:8080",
 		APITokenEnv: "FLOWHOUND_TOKEN",
 		Store:       "./flowhound-data",
-		Detection:   Detection{Evaluate: Duration(d.Evaluate), MaxWindows: d.MaxWindows, MaxDistinctWindows: d.MaxDistinctWindows},
+		Detection:   Detection{Evaluate: Duration(d.Evaluate), MaxWindows: d.MaxWindows, MaxEagerWindows: d.MaxEagerWindows},
 		Baseline:    baseline.DefaultConfig(),
 		Health:      health.DefaultConfig(),
 	}
@@ -103,8 +103,8 @@ func (c *Config) Detector() detector.Config {
 	if c.Detection.MaxWindows > 0 {
 		d.MaxWindows = c.Detection.MaxWindows
 	}
-	if c.Detection.MaxDistinctWindows > 0 {
-		d.MaxDistinctWindows = c.Detection.MaxDistinctWindows
+	if c.Detection.MaxEagerWindows > 0 {
+		d.MaxEagerWindows = c.Detection.MaxEagerWindows
 	}
 	return d
 }

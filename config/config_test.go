@@ -76,14 +76,14 @@ func TestDetectionBounds(t *testing.T) {
 		windows, distinct int
 	}{
 		{"", 2_000_000, 20_000},
-		{"detection: {max_windows: 500000, max_distinct_windows: 1000}\n", 500_000, 1000},
+		{"detection: {max_windows: 500000, max_eager_windows: 1000}\n", 500_000, 1000},
 	} {
 		c, err := Parse("c.yaml", []byte(tt.yaml))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if d := c.Detector(); d.MaxWindows != tt.windows || d.MaxDistinctWindows != tt.distinct {
-			t.Errorf("%q: max_windows %d, max_distinct_windows %d; want %d, %d", tt.yaml, d.MaxWindows, d.MaxDistinctWindows, tt.windows, tt.distinct)
+		if d := c.Detector(); d.MaxWindows != tt.windows || d.MaxEagerWindows != tt.distinct {
+			t.Errorf("%q: max_windows %d, max_eager_windows %d; want %d, %d", tt.yaml, d.MaxWindows, d.MaxEagerWindows, tt.windows, tt.distinct)
 		}
 	}
 }

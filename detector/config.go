@@ -24,12 +24,13 @@ type Config struct {
 	MaxWindows int `yaml:"max_windows"`
 	// SnapshotFlows bounds the flows kept with each anomaly as evidence.
 	SnapshotFlows int `yaml:"snapshot_flows"`
-	// MaxDistinctWindows bounds the full windows of rules that count distinct values (scans,
-	// carpet bombing). A light window cannot count distinct values, so such a window takes
-	// its detail (a few KB) at its first flow: a scan sweeping a network would otherwise
-	// give every host one. Past the bound they stay light until others go; rate rules are
-	// not bounded by it (a window needs real traffic to be promoted there).
-	MaxDistinctWindows int `yaml:"max_distinct_windows"`
+	// MaxEagerWindows bounds the full windows of rules that hold at any matching flow as a
+	// light window sees it: scans (a light window cannot count distinct values) and
+	// signatures. Such a window takes its detail (a few KB) at its first flow, so a sweep
+	// of a network would otherwise give every host one. Past the bound they stay light
+	// until others go; rate rules are not bounded by it (a window needs real traffic to
+	// be promoted there).
+	MaxEagerWindows int `yaml:"max_eager_windows"`
 }
 
 // Network is a monitored group of prefixes, like FastNetMon's hostgroups: its hosts are
@@ -60,7 +61,7 @@ type Interface struct {
 
 // DefaultConfig returns the detector's defaults.
 func DefaultConfig() Config {
-	return Config{Evaluate: 500 * time.Millisecond, MaxWindows: 2_000_000, SnapshotFlows: 50, MaxDistinctWindows: 20_000}
+	return Config{Evaluate: 500 * time.Millisecond, MaxWindows: 2_000_000, SnapshotFlows: 50, MaxEagerWindows: 20_000}
 }
 
 // Validate checks the configuration.
@@ -72,8 +73,8 @@ func (c *Config) Validate() error {
 	if c.MaxWindows <= 0 {
 		errs = append(errs, errors.New("max_windows: must be positive"))
 	}
-	if c.MaxDistinctWindows <= 0 {
-		errs = append(errs, errors.New("max_distinct_windows: must be positive"))
+	if c.MaxEagerWindows <= 0 {
+		errs = append(errs, errors.New("max_eager_windows: must be positive"))
 	}
 	names := map[string]bool{}
 	for i, n := range c.Networks {

@@ -64,9 +64,11 @@ type ruleInfo struct {
 	// window below promoteAt percent of every floor needs no Check.
 	floors  []signatures.Floor
 	floorOK []bool
-	// distinct rules count distinct values, which a light window cannot: their windows
-	// promote at their first flow, so Config.MaxDistinctWindows bounds how many are full.
-	distinct bool
+	// eager rules hold at any matching flow, as seen from a light window: scans (judged on
+	// distinct counts, which a light window reads as unbounded) and signatures. Their
+	// windows promote at their first flow, so Config.MaxEagerWindows bounds how many are
+	// full, and their first traceback is that flow's ingress rather than a ring read.
+	eager bool
 }
 
 type windowKey struct {
@@ -101,11 +103,9 @@ type Detector struct {
 	ingresses ingressTable
 	hits      []hit
 	directMax int // directMax, or another bound in tests
-	// distinctFull counts the full windows of distinct rules; seedBudget is how many ring
-	// references promotions may still read in this evaluation.
-	distinctFull int
-	seedBudget   int
-	memo         []memo // per rule
+	// eagerFull counts the full windows of eager rules.
+	eagerFull int
+	memo      []memo // per rule
 	// flowHits' scratch: a flow's resource and group per kind of group_by.
 	scratchRes   [numGroupBy]resource
 	scratchGroup [numGroupBy]int
@@ -204,7 +204,13 @@ func buildRules(cfg Config, set *signatures.Set) ([]ruleInfo, error) {
 		ri.distinctSrc, ri.distinctDst, ri.distinctPrt = needs.DistinctSrc, needs.DistinctDst, needs.DistinctDstPort
 		ri.expected, ri.profiled = needs.Expected, r.Kind == "profiled"
 		ri.alwaysFull = ri.expected || ri.profiled || r.After != ""
-		ri.distinct = (ri.distinctSrc || ri.distinctDst || ri.distinctPrt) && !ri.alwaysFull
+		// A light window reads distinct counts as unbounded: a rule whose threshold holds
+		// with no traffic at all (a scan, a signature) promotes at any flow.
+		inf := math.Inf(1)
+		light := signatures.Aggregates{DistinctSrc: inf, DistinctDst: inf, DistinctSrcPort: inf, DistinctDstPort: inf,
+			Limits: ri.threshold.Defaults()}
+		_, sev, _, _ := ri.threshold.Check(&light)
+		ri.eager = sev >= promoteAt && !ri.alwaysFull
 		// A host takes its group's per-host thresholds; a prefix resource (the group as a
 		// whole) takes the group's totals.
 		ri.limits = make([]signatures.Limits, len(cfg.Networks)+1)
@@ -275,10 +281,10 @@ func (d *Detector) Reload(set *signatures.Set) error {
 	d.recent = recent
 	d.rules = infos
 	d.deps.Rules = set
-	d.distinctFull = 0
+	d.eagerFull = 0
 	for _, w := range d.all {
-		if w.detail != nil && d.rules[w.rule].distinct {
-			d.distinctFull++
+		if w.detail != nil && d.rules[w.rule].eager {
+			d.eagerFull++
 		}
 	}
 	return nil
@@ -713,7 +719,7 @@ func (st *resState) setRule(w *window) {
 
 var (
 	windowsDropped = metrics.NewCounter(`flowhound_windows_dropped_total`)
-	// promotionsRefused counts windows of distinct rules kept light by MaxDistinctWindows.
+	// promotionsRefused counts windows of eager rules kept light by MaxEagerWindows.
 	promotionsRefused = metrics.NewCounter(`flowhound_windows_promotions_refused_total`)
 	// Per-stage timings: a batch through rules, windows and baselines; one evaluation pass.
 	stageDetect   = metrics.NewHistogram(`flowhound_stage_seconds{stage="detect"}`)
@@ -790,8 +796,8 @@ func (d *Detector) newWindow(st *resState, res resource, rule, group int) *windo
 
 // drop forgets an idle window.
 func (d *Detector) drop(w *window) {
-	if w.detail != nil && d.rules[w.rule].distinct {
-		d.distinctFull--
+	if w.detail != nil && d.rules[w.rule].eager {
+		d.eagerFull--
 	}
 	last := d.all[len(d.all)-1]
 	d.all[w.pos] = last
@@ -811,7 +817,6 @@ func (d *Detector) Evaluate(now int64) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.lastEval = now
-	d.seedBudget = seedRefs
 	if d.started == 0 {
 		d.started = now
 	}
@@ -932,8 +937,8 @@ func (d *Detector) evaluate(w *window, now, sec int64) bool {
 			w.quietSince = now
 		case now-w.quietSince > int64(info.windowSec)*1e9:
 			w.demote()
-			if info.distinct {
-				d.distinctFull--
+			if info.eager {
+				d.eagerFull--
 			}
 		}
 	}
@@ -970,21 +975,22 @@ func (d *Detector) promote(w *window, info *ruleInfo, now int64) bool {
 		}
 		return false
 	}
-	if info.distinct {
-		if d.distinctFull >= d.cfg.MaxDistinctWindows {
+	if info.eager {
+		if d.eagerFull >= d.cfg.MaxEagerWindows {
 			promotionsRefused.Inc()
 			return false
 		}
-		d.distinctFull++
+		d.eagerFull++
 	}
 	seed := w.curFirstNs()
 	w.promote(info.windowSec, info.distinctSrc, info.distinctDst, info.distinctPrt, d.ingresses.key(w.lastIngress), w.lastIngress)
 	// The traceback starts from the flows of the promoting second that are still in the
-	// evidence ring, rather than from the one ingress a light window remembers; within a
-	// budget per evaluation, since each promotion reads the whole ring and a sweep of a
-	// network (one flow per host) promotes thousands of windows at once.
-	if d.seedBudget >= len(d.ring.refs) {
-		d.seedBudget -= len(d.ring.refs)
+	// evidence ring, rather than from the one ingress a light window remembers. Windows of
+	// eager rules promote at their first flow, so the ingress they remember is the
+	// traceback: reading the whole ring for each of them would stall the detector when a
+	// sweep of a network promotes thousands at once. A rate rule's window needs real traffic
+	// to promote, and its first traceback the ring.
+	if !info.eager {
 		saved := w.ingress[0]
 		w.ingress[0] = ingressCount{}
 		if !d.ring.ingress(w, seed, &d.ingresses) {
@@ -993,10 +999,6 @@ func (d *Detector) promote(w *window, info *ruleInfo, now int64) bool {
 	}
 	return true
 }
-
-// seedRefs is how many evidence ring references an evaluation's promotions may read: eight
-// whole rings, a few milliseconds.
-const seedRefs = 8 << 17
 
 // resetExplained clears, per monitored prefix, the traffic its host anomalies explain.
 func (d *Detector) resetExplained() {

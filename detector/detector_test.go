@@ -465,14 +465,22 @@ func TestPassesMatchDirect(t *testing.T) {
 
 // TestNetworkSweep sends one SYN to each of 30,000 hosts, as a scan of a network does: the
 // vertical-scan rule counts distinct ports, which a light window cannot, so each of those
-// windows would take its detail (a few KB) and each promotion would read the whole evidence
-// ring. The full windows stay within MaxDistinctWindows, the refused ones are counted, and
-// the ring reads within one evaluation's budget.
+// windows would take its detail (a few KB). The full windows stay within
+// MaxEagerWindows and the refused ones are counted.
 func TestNetworkSweep(t *testing.T) {
 	cfg := testConfig()
 	cfg.Networks = []Network{{Name: "h", Prefixes: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/12")}}}
-	cfg.MaxDistinctWindows = 5000
+	cfg.MaxEagerWindows = 5000
 	d, _ := newTestDetector(t, cfg)
+	// Scans and the worm signatures are eager; carpet bombing counts distinct hosts but
+	// needs rates too, as do the floods and the signatures with a pps threshold.
+	eager := map[string]bool{"vertical-scan": true, "horizontal-scan": true, "sql-slammer": true, "witty-worm": true, "blaster-rpc-scan": true}
+	for _, ri := range d.rules {
+		want := eager[ri.rule.Name]
+		if ri.eager != want {
+			t.Errorf("%s: eager %v, want %v", ri.rule.Name, ri.eager, want)
+		}
+	}
 	var recs []flow.Record
 	for h := 0; h < 30000; h++ {
 		recs = append(recs, flow.Record{Received: t0, Start: t0, End: t0, Exporter: edge1, InIf: 1,
@@ -485,27 +493,24 @@ func TestNetworkSweep(t *testing.T) {
 	d.Evaluate(t0 + int64(time.Second)/2)
 	full := 0
 	for _, w := range d.all {
-		if w.detail != nil && d.rules[w.rule].distinct {
+		if w.detail != nil && d.rules[w.rule].eager {
 			full++
 		}
 	}
-	if full != d.distinctFull || full > cfg.MaxDistinctWindows {
-		t.Errorf("full distinct windows: %d (counted %d), want at most %d", full, d.distinctFull, cfg.MaxDistinctWindows)
+	if full != d.eagerFull || full > cfg.MaxEagerWindows {
+		t.Errorf("full distinct windows: %d (counted %d), want at most %d", full, d.eagerFull, cfg.MaxEagerWindows)
 	}
-	if full < cfg.MaxDistinctWindows {
+	if full < cfg.MaxEagerWindows {
 		t.Errorf("only %d windows promoted: the sweep does not reach the bound", full)
 	}
-	if got := promotionsRefused.Get() - refused; got < 30000-uint64(cfg.MaxDistinctWindows) {
-		t.Errorf("refused promotions counted: %d, want %d", got, 30000-cfg.MaxDistinctWindows)
-	}
-	if d.seedBudget < 0 || d.seedBudget > seedRefs {
-		t.Errorf("seed budget %d outside [0, %d]", d.seedBudget, seedRefs)
+	if got := promotionsRefused.Get() - refused; got < 30000-uint64(cfg.MaxEagerWindows) {
+		t.Errorf("refused promotions counted: %d, want %d", got, 30000-cfg.MaxEagerWindows)
 	}
 	// Once the sweep is over, the windows demote and others may promote again.
 	for sec := int64(1); sec <= 70; sec++ {
 		d.Evaluate(t0 + sec*int64(time.Second))
 	}
-	if d.distinctFull != 0 {
-		t.Errorf("after the sweep: %d full distinct windows counted, want 0", d.distinctFull)
+	if d.eagerFull != 0 {
+		t.Errorf("after the sweep: %d full distinct windows counted, want 0", d.eagerFull)
 	}
 }
