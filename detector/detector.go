@@ -496,8 +496,7 @@ func (d *Detector) processDirect(recs []flow.Record, noNets bool) {
 		var known uint8
 		state, stateRes := -1, (*resource)(nil)
 		recID, recorded := uint64(0), false
-		var ingress uint32
-		now, scale := r.Received/1e9, float64(r.Scale())
+		var c share
 		for _, ri := range d.matched {
 			info := &d.rules[ri]
 			if !noNets && !directionOK(info.direction, srcNet, dstNet) {
@@ -530,16 +529,16 @@ func (d *Detector) processDirect(recs []flow.Record, noNets bool) {
 			}
 			if !recorded {
 				recID, recorded = d.ring.record(r), true
-				ingress = d.ingresses.id(r.Exporter, r.InIf)
+				c.set(r, float64(r.Scale()), d.ingresses.id(r.Exporter, r.InIf))
 			}
 			d.ring.push(w, recID, transit)
 			if transit {
 				if w.detail != nil {
-					w.addIngress(ingress, r.Exporter, r.InIf, float64(r.Bytes)*scale, float64(r.Packets)*scale)
+					w.ingress.add(c.ingress, r.Exporter, r.InIf, c.by, c.pk)
 				}
 				continue
 			}
-			w.add(r, now, scale, ingress)
+			w.add(r, &c)
 		}
 	}
 	d.processed.Add(len(recs))
@@ -578,11 +577,9 @@ func (d *Detector) findWindow(h *hit) {
 
 // counting is what count keeps from one hit to the next of the same flow.
 type counting struct {
-	last    int32 // the flow
-	recID   uint64
-	ingress uint32
-	now     int64
-	scale   float64
+	last  int32 // the flow
+	recID uint64
+	share share
 }
 
 // count puts the flow of hits[i] into its window.
@@ -600,17 +597,16 @@ func (d *Detector) count(recs []flow.Record, hits []hit, i int, c *counting) {
 	if h.rec != c.last {
 		c.last = h.rec
 		c.recID = d.ring.record(r)
-		c.ingress = d.ingresses.id(r.Exporter, r.InIf)
-		c.now, c.scale = r.Received/1e9, float64(r.Scale())
+		c.share.set(r, float64(r.Scale()), d.ingresses.id(r.Exporter, r.InIf))
 	}
 	d.ring.push(w, c.recID, h.transit)
 	if h.transit {
 		if w.detail != nil {
-			w.addIngress(c.ingress, r.Exporter, r.InIf, float64(r.Bytes)*c.scale, float64(r.Packets)*c.scale)
+			w.ingress.add(c.share.ingress, r.Exporter, r.InIf, c.share.by, c.share.pk)
 		}
 		return
 	}
-	w.add(r, c.now, c.scale, c.ingress)
+	w.add(r, &c.share)
 }
 
 // processChunk bounds a chunk's windows to what stays in a core's cache between passes.
@@ -991,10 +987,10 @@ func (d *Detector) promote(w *window, info *ruleInfo, now int64) bool {
 	// sweep of a network promotes thousands at once. A rate rule's window needs real traffic
 	// to promote, and its first traceback the ring.
 	if !info.eager {
-		saved := w.ingress[0]
-		w.ingress[0] = ingressCount{}
+		saved := w.ingress
+		w.ingress = ingressCounts{}
 		if !d.ring.ingress(w, seed, &d.ingresses) {
-			w.ingress[0] = saved
+			w.ingress = saved
 		}
 	}
 	return true

@@ -73,7 +73,7 @@ func (r *evidenceRing) ingress(w *window, from int64, ids *ingressTable) bool {
 			continue
 		}
 		scale := float64(rec.Scale())
-		w.addIngress(ids.id(rec.Exporter, rec.InIf), rec.Exporter, rec.InIf, float64(rec.Bytes)*scale, float64(rec.Packets)*scale)
+		w.ingress.add(ids.id(rec.Exporter, rec.InIf), rec.Exporter, rec.InIf, float64(rec.Bytes)*scale, float64(rec.Packets)*scale)
 		found = true
 	}
 	return found

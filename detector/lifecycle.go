@@ -151,18 +151,19 @@ func (act *active) copy() Anomaly {
 // window's observed rates split by those shares.
 func (d *Detector) traceback(w *window, agg signatures.Aggregates) []Ingress {
 	var total float64
-	for _, in := range w.ingress {
-		total += in.packets
+	for i := range w.ingress.n {
+		total += w.ingress.packets[i]
 	}
 	if total == 0 {
 		return nil
 	}
 	out := make([]Ingress, 0, maxIngress)
-	for _, in := range w.ingress {
-		if !in.exporter.IsValid() || in.packets <= 0 {
+	for i := range w.ingress.n {
+		in := w.ingress.key(i, &d.ingresses)
+		if !in.exporter.IsValid() || w.ingress.packets[i] <= 0 {
 			continue
 		}
-		share := in.packets / total
+		share := w.ingress.packets[i] / total
 		if share < 0.005 {
 			continue
 		}

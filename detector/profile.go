@@ -55,8 +55,8 @@ func (d *Detector) markAnomalous(w *window, info *ruleInfo, from, to int64) {
 	k := baselineKey(w, info)
 	b.MarkAnomalous(k, from, to)
 	b.MarkAnomalous(baseline.GlobalKey(k.Dir), from, to)
-	for _, in := range w.ingress {
-		if in.exporter.IsValid() {
+	for i := range w.ingress.n {
+		if in := w.ingress.key(i, &d.ingresses); in.exporter.IsValid() {
 			b.MarkAnomalous(baseline.InterfaceKey(in.exporter, in.inIf, baseline.DirIn), from, to)
 		}
 	}

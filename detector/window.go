@@ -1,6 +1,7 @@
 package detector
 
 import (
+	"encoding/binary"
 	"math"
 	"math/bits"
 	"net/netip"
@@ -67,7 +68,7 @@ type detail struct {
 	base    spread // spreads begun in slots since recycled and not yet ended
 	atSec   int64  // the second at last looked up, and its slot index
 	atIdx   int
-	ingress [maxIngress]ingressCount
+	ingress ingressCounts
 	// Distinct counters exist only for rules whose threshold asks for them.
 	srcs, dsts, dports *hll
 	quietSince         int64 // since when the window has been below promoteAt, for going light
@@ -98,9 +99,22 @@ func (s *spread) add(o spread, sign float64) {
 // at returns second s's slot, recycling an older one; nil if the slot already holds a newer
 // second. A recycled slot's shares pass into the window's base.
 func (w *window) at(s int64) *fullSlot {
-	// Most flows go into the second the last one went into: no division then.
+	// Most flows go into the second the last one went into, and a long flow's start is
+	// within a window of it: no division then (the index is always atSec mod n).
 	if s != w.atSec {
-		w.atSec, w.atIdx = s, int(s%int64(len(w.slots)))
+		n := int64(len(w.slots))
+		if d := s - w.atSec; d > -n && d < n {
+			i := int64(w.atIdx) + d
+			if i < 0 {
+				i += n
+			} else if i >= n {
+				i -= n
+			}
+			w.atIdx = int(i)
+		} else {
+			w.atIdx = int(s % n)
+		}
+		w.atSec = s
 	}
 	sl := &w.slots[w.atIdx]
 	if sl.sec == s {
@@ -121,34 +135,93 @@ const promoteAt = 10
 
 const maxIngress = 8
 
-// ingressCount is one (exporter, in_if) of a window's traffic. Counts decay each evaluation
-// so the table follows the window; past maxIngress entries the smallest is replaced and its
-// count inherited (space-saving), which overestimates newcomers and never loses a big one.
-type ingressCount struct {
-	exporter netip.Addr
-	inIf     uint32
-	id       uint32 // Detector.ingresses index of (exporter, inIf); 0 unknown
-	bytes    float64
-	packets  float64
+// ingressCounts is where a window's traffic comes in: up to maxIngress (exporter, in_if)
+// points with their counts. Counts decay each evaluation so the table follows the window;
+// past maxIngress entries the smallest is replaced and its count inherited (space-saving),
+// which overestimates newcomers and never loses a big one. Entries are laid out field by
+// field and name their point by its ingressTable id, so that a flow finds its entry in one
+// cache line of ids and a replacement writes no pointer: with a prefix reached by a hundred
+// router interfaces, nearly every flow replaces an entry.
+type ingressCounts struct {
+	id      [maxIngress]uint32 // ingressTable id; 0 when that table was full (see keys)
+	n       int                // entries in use
+	packets [maxIngress]float64
+	bytes   [maxIngress]float64
+	// keys name the entries whose id is 0; written only then.
+	keys [maxIngress]ingressKey
+}
+
+func (t *ingressCounts) add(id uint32, exp netip.Addr, inIf uint32, by, pk float64) {
+	for i := 0; i < t.n; i++ {
+		if t.id[i] == id && (id != 0 || t.keys[i] == ingressKey{exporter: exp, inIf: inIf}) {
+			t.bytes[i] += by
+			t.packets[i] += pk
+			return
+		}
+	}
+	i := t.n
+	if i < maxIngress {
+		t.n++
+	} else {
+		i = 0
+		for j := 1; j < maxIngress; j++ {
+			if t.packets[j] < t.packets[i] {
+				i = j
+			}
+		}
+		by += t.bytes[i]
+		pk += t.packets[i]
+	}
+	t.id[i], t.bytes[i], t.packets[i] = id, by, pk
+	if id == 0 {
+		t.keys[i] = ingressKey{exporter: exp, inIf: inIf}
+	}
+}
+
+// key is entry i's ingress point.
+func (t *ingressCounts) key(i int, ids *ingressTable) ingressKey {
+	if t.id[i] == 0 {
+		return t.keys[i]
+	}
+	return ids.key(t.id[i])
+}
+
+// share is what a flow adds to each window it falls into, worked out once per flow.
+type share struct {
+	now      int64 // second of arrival
+	received int64
+	dur      int64 // ns the flow lasted
+	secs     int64 // seconds it covers, at least 1
+	by, pk   float64
+	fl, sm   float64
+	per      spread // per-second part of by, pk, sm over secs
+	ingress  uint32 // Detector.ingresses id
+}
+
+// set works out r's share. It fills c in place: building a share and copying it would
+// read back freshly written words in wider moves, which stalls store forwarding.
+func (c *share) set(r *flow.Record, scale float64, ingress uint32) {
+	c.now, c.received, c.dur, c.secs, c.ingress = r.Received/1e9, r.Received, 0, 1, ingress
+	c.by, c.pk = float64(r.Bytes)*scale, float64(r.Packets)*scale
+	c.fl, c.sm = float64(r.FlowCount()), float64(r.Packets)
+	f := 1.0
+	if d := r.Duration(); d > 1e9 {
+		c.dur = int64(d)
+		c.secs = (c.dur + 999_999_999) / 1e9
+		f = 1 / float64(c.secs)
+	}
+	c.per.bytes, c.per.packets, c.per.samples = c.by*f, c.pk*f, c.sm*f
 }
 
 // add puts a flow's scaled counters into the seconds it covers. A flow's packets are spread
 // over its duration ending at its arrival (DESIGN.md Time): a 60 s flow cut by the active
 // timeout is 60 s of traffic, not a one-second burst. The part older than the window is
 // dropped with the seconds it belongs to.
-func (w *window) add(r *flow.Record, now int64, scale float64, ingress uint32) {
-	pk := float64(r.Packets) * scale
-	by := float64(r.Bytes) * scale
-	fl := float64(r.FlowCount())
-	sm := float64(r.Packets)
-	secs := int64(1)
-	if d := r.Duration(); d > 1e9 {
-		secs = (int64(d) + 999_999_999) / 1e9
-	}
+func (w *window) add(r *flow.Record, c *share) {
+	now := c.now
 	if w.detail == nil {
 		// The light second takes its share of the flow's duration, as a slot would.
-		f := 1 / float64(secs)
-		w.addLight(r, now, by*f, pk*f, fl, sm*f, ingress)
+		w.addLight(c)
 		return
 	}
 	n := int64(len(w.slots))
@@ -162,27 +235,22 @@ func (w *window) add(r *flow.Record, now int64, scale float64, ingress uint32) {
 	}
 	sl := w.at(now)
 	// A flow counts once, in the second it arrived.
-	sl.flows += fl
-	if secs == 1 {
-		sl.bytes += by
-		sl.packets += pk
-		sl.samples += sm
+	sl.flows += c.fl
+	first := c.received
+	if c.secs == 1 {
+		sl.bytes += c.by
+		sl.packets += c.pk
+		sl.samples += c.sm
 	} else {
 		// A longer flow adds its per-second share to every second from its start to now:
 		// kept as a share that starts in one slot and ends after another, so the cost does
 		// not grow with the duration. Seconds already recycled for newer ones are dropped.
-		f := 1 / float64(secs)
-		q := spread{bytes: by * f, packets: pk * f, samples: sm * f}
-		from := max(now-min(secs, n)+1, w.lastSec-n+1)
+		from := max(now-min(c.secs, n)+1, w.lastSec-n+1)
 		if st := w.at(from); st != nil {
-			st.start.add(q, 1)
-			sl = &w.slots[now%n] // at may have recycled it if from == now
-			sl.end.add(q, 1)
+			st.start.add(c.per, 1)
+			sl.end.add(c.per, 1) // from > now-n: sl is still now's slot
 		}
-	}
-	first := r.Received
-	if secs > 1 {
-		first -= min(int64(r.Duration()), n*1e9)
+		first -= min(c.dur, n*1e9)
 	}
 	if w.firstNs == 0 || first < w.firstNs {
 		w.firstNs = first
@@ -191,9 +259,9 @@ func (w *window) add(r *flow.Record, now int64, scale float64, ingress uint32) {
 		w.lastSec = now
 	}
 	if w.episodeStart == 0 {
-		w.episodeStart = r.Received
+		w.episodeStart = c.received
 	}
-	w.addIngress(ingress, r.Exporter, r.InIf, by, pk)
+	w.ingress.add(c.ingress, r.Exporter, r.InIf, c.by, c.pk)
 	if w.srcs != nil {
 		w.srcs.add(hashAddr(r.SrcAddr))
 	}
@@ -207,21 +275,21 @@ func (w *window) add(r *flow.Record, now int64, scale float64, ingress uint32) {
 
 // addLight counts a flow's share of the current second. It writes nothing outside the
 // window's first cache line.
-func (w *window) addLight(r *flow.Record, now int64, by, pk, fl, sm float64, ingress uint32) {
-	if w.cur.sec != now {
-		if w.cur.sec > now {
+func (w *window) addLight(c *share) {
+	if w.cur.sec != c.now {
+		if w.cur.sec > c.now {
 			return // late for a second already gone
 		}
-		w.cur = slot{sec: now}
-		w.curOff = uint32(r.Received - now*1e9)
+		w.cur = slot{sec: c.now}
+		w.curOff = uint32(c.received - c.now*1e9)
 	}
-	w.cur.bytes += by
-	w.cur.packets += pk
-	w.cur.flows += fl
-	w.cur.samples += sm
-	w.lastIngress = ingress
+	w.cur.bytes += c.per.bytes
+	w.cur.packets += c.per.packets
+	w.cur.flows += c.fl
+	w.cur.samples += c.per.samples
+	w.lastIngress = c.ingress
 	if w.episodeStart == 0 {
-		w.episodeStart = r.Received
+		w.episodeStart = c.received
 	}
 }
 
@@ -258,7 +326,7 @@ func (w *window) promote(seconds int, srcs, dsts, dports bool, last ingressKey, 
 		w.firstNs = w.curFirstNs()
 		w.lastSec = w.seen()
 		if last.exporter.IsValid() {
-			d.ingress[0] = ingressCount{exporter: last.exporter, inIf: last.inIf, id: lastID, bytes: w.cur.bytes, packets: w.cur.packets}
+			d.ingress.add(lastID, last.exporter, last.inIf, w.cur.bytes, w.cur.packets)
 		}
 	}
 }
@@ -268,28 +336,6 @@ func (w *window) demote() {
 	w.detail = nil
 	w.lastSec = w.seen()
 	w.cur = slot{}
-}
-
-func (w *window) addIngress(id uint32, exp netip.Addr, inIf uint32, by, pk float64) {
-	minI := 0
-	for i := range w.ingress {
-		in := &w.ingress[i]
-		// Entries compare by their ingress id, or by address when the id table was full.
-		if in.id == id && (id != 0 || in.inIf == inIf && in.exporter == exp) && in.exporter.IsValid() {
-			in.bytes += by
-			in.packets += pk
-			return
-		}
-		if !in.exporter.IsValid() {
-			*in = ingressCount{exporter: exp, inIf: inIf, id: id, bytes: by, packets: pk}
-			return
-		}
-		if in.packets < w.ingress[minI].packets {
-			minI = i
-		}
-	}
-	in := &w.ingress[minI]
-	*in = ingressCount{exporter: exp, inIf: inIf, id: id, bytes: in.bytes + by, packets: in.packets + pk}
 }
 
 // totals returns the window's per-second rates and the sampled packets behind them.
@@ -362,9 +408,9 @@ func (w *window) decay() {
 		return
 	}
 	k := 1 - 1/float64(len(w.slots))
-	for i := range w.ingress {
-		w.ingress[i].bytes *= k
-		w.ingress[i].packets *= k
+	for i := range w.ingress.n {
+		w.ingress.bytes[i] *= k
+		w.ingress.packets[i] *= k
 	}
 }
 
@@ -419,12 +465,12 @@ func (h *hll) estimate() float64 {
 }
 
 func hashAddr(a netip.Addr) uint64 {
+	if a.Is4() {
+		b := a.As4()
+		return mix64(uint64(binary.BigEndian.Uint32(b[:])))
+	}
 	b := a.As16()
-	hi := uint64(b[0])<<56 | uint64(b[1])<<48 | uint64(b[2])<<40 | uint64(b[3])<<32 |
-		uint64(b[4])<<24 | uint64(b[5])<<16 | uint64(b[6])<<8 | uint64(b[7])
-	lo := uint64(b[8])<<56 | uint64(b[9])<<48 | uint64(b[10])<<40 | uint64(b[11])<<32 |
-		uint64(b[12])<<24 | uint64(b[13])<<16 | uint64(b[14])<<8 | uint64(b[15])
-	return mix64(hi ^ mix64(lo))
+	return mix64(binary.BigEndian.Uint64(b[:8]) ^ mix64(binary.BigEndian.Uint64(b[8:])))
 }
 
 // mix64 is SplitMix64's finalizer: cheap and well spread, enough for sketches.

@@ -87,7 +87,9 @@ func TestWindowSpread(t *testing.T) {
 				secs = (int64(d) + 999_999_999) / 1e9
 			}
 			late := now <= w.lastSec-int64(n)
-			w.add(&r, now, 1, 0)
+			var c share
+			c.set(&r, 1, 0)
+			w.add(&r, &c)
 			if !late {
 				ref.add(now, secs, float64(r.Bytes), float64(r.Packets), 1, float64(r.Packets))
 			}
@@ -113,5 +115,78 @@ func TestWindowSpread(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestIngressCounts checks the traceback table against the plain space-saving algorithm
+// over (exporter, in_if) keys, with ids from a real ingressTable, including points the id
+// table had no room for.
+func TestIngressCounts(t *testing.T) {
+	for _, tc := range []struct {
+		name          string
+		points, flows int
+		idRoom        int // ids the table still hands out
+	}{
+		{"few points", 3, 1000, maxIngressIDs},
+		{"more points than entries", 40, 5000, maxIngressIDs},
+		{"id table full", 40, 5000, 10},
+		{"no ids at all", 20, 3000, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(7, uint64(tc.points)))
+			var ids ingressTable
+			ids.id(netip.MustParseAddr("10.255.0.1"), 1) // make the table
+			for len(ids.keys) < maxIngressIDs-tc.idRoom {
+				ids.keys = append(ids.keys, ingressKey{})
+			}
+			type ref struct {
+				key         ingressKey
+				by, packets float64
+			}
+			var want []ref
+			var got ingressCounts
+			for range tc.flows {
+				// A few big points and a long tail, as a flood among normal traffic.
+				p := rng.IntN(tc.points)
+				if rng.IntN(3) == 0 {
+					p = rng.IntN(2)
+				}
+				key := ingressKey{exporter: netip.AddrFrom4([4]byte{192, 0, 2, byte(1 + p/8)}), inIf: uint32(p % 8)}
+				by, pk := float64(1+rng.IntN(1500)), float64(1+rng.IntN(10))
+				got.add(ids.id(key.exporter, key.inIf), key.exporter, key.inIf, by, pk)
+				found := false
+				for i := range want {
+					if want[i].key == key {
+						want[i].by += by
+						want[i].packets += pk
+						found = true
+						break
+					}
+				}
+				if found {
+					continue
+				}
+				if len(want) < maxIngress {
+					want = append(want, ref{key, by, pk})
+					continue
+				}
+				m := 0
+				for i := range want {
+					if want[i].packets < want[m].packets {
+						m = i
+					}
+				}
+				want[m] = ref{key, want[m].by + by, want[m].packets + pk}
+			}
+			if got.n != len(want) {
+				t.Fatalf("%d entries, want %d", got.n, len(want))
+			}
+			for i := range want {
+				if k := got.key(i, &ids); k != want[i].key || got.packets[i] != want[i].packets || got.bytes[i] != want[i].by {
+					t.Errorf("entry %d: %v %v pk %v by %v, want %v %v pk %v by %v", i, k.exporter, k.inIf, got.packets[i], got.bytes[i],
+						want[i].key.exporter, want[i].key.inIf, want[i].packets, want[i].by)
+				}
+			}
+		})
 	}
 }
