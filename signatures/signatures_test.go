@@ -1005,4 +1005,51 @@ func TestFloor(t *testing.T) {
 	if _, ok := set.Threshold(set.Index("vertical-scan")).Floor(Limits{}); ok {
 		t.Error("vertical-scan (a distinct count) has a floor")
 	}
+	for _, tc := range []struct {
+		threshold string
+		floor     bool
+	}{
+		{"pps > 1000 && fps > pps / 10", true}, // a guard beside a limit
+		{"pps > limits.udp_pps && (distinct_src > 10 || bytes_per_packet < 500)", true},
+		{"(pps > 10 || distinct_src > 3) && bps > 1e6", true},
+		{"bps > 1e6 && pps > 500 && samples >= 20", true},
+		{"(bps > expected_bps * 2 && bps > 1e8) || (pps > expected_pps * 2 && pps > 1e5)", true},
+		{"pps > 1000 || distinct_dst > 5", false}, // either side can fire
+		{"pps > 1000 || fps > pps / 10", false},
+		{"fps > pps / 10", false},
+		{"distinct_dst > 5 && distinct_src > 5", false},
+	} {
+		r := rules.Rule{Name: "floor", Kind: "misuse", GroupBy: []string{"dst_addr"}, Direction: "incoming",
+			Window: rules.Duration(10e9), Importance: "medium", Limits: map[string]float64{"udp_pps": 3000},
+			Threshold: rules.Expr{Source: tc.threshold, Pos: rules.Position{File: "t", Line: 1, Column: 1}}}
+		s, err := Compile([]rules.Rule{r})
+		if err != nil {
+			t.Fatalf("%s: %v", tc.threshold, err)
+		}
+		th := s.Threshold(0)
+		f, ok := th.Floor(th.Defaults())
+		if ok != tc.floor {
+			t.Errorf("%s: floor %v, want %v", tc.threshold, ok, tc.floor)
+			continue
+		}
+		if !ok {
+			continue
+		}
+		below := 0
+		for n := 0; n < 50000; n++ {
+			a := Aggregates{BPS: math.Exp(rng.Float64()*28 - 3), PPS: math.Exp(rng.Float64()*18 - 3), FPS: math.Exp(rng.Float64()*15 - 3),
+				Samples: math.Exp(rng.Float64()*12 - 3), DistinctSrc: inf, DistinctDst: inf, DistinctSrcPort: inf, DistinctDstPort: inf,
+				Limits: th.Defaults()}
+			if !f.Below(&a, 10) {
+				continue
+			}
+			below++
+			if fired, sev, _, _ := th.Check(&a); fired || sev >= 10 {
+				t.Fatalf("%s: floor %+v says below 10%% for %+v, Check: fired %v severity %.1f", tc.threshold, f, a, fired, sev)
+			}
+		}
+		if below == 0 {
+			t.Errorf("%s: no sample below the floor %+v", tc.threshold, f)
+		}
+	}
 }

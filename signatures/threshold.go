@@ -139,24 +139,36 @@ func (f *Floor) Below(a *Aggregates, pct float64) bool {
 	return a.BPS < f.BPS*k && a.PPS < f.PPS*k && a.FPS < f.FPS*k && a.Samples < f.Samples*k
 }
 
-// Floor returns the threshold's floor under limits l, when the threshold is made only of
-// comparisons of bps, pps, fps or samples with positive constants or limits, joined by
-// && and ||. Then a window whose rates are all below pct percent of the floor has a
-// severity below pct (Check reports one comparison's ratio, and none of them can hold),
-// which lets the detector skip Check for the many windows far from any limit.
+// Floor returns the threshold's floor under limits l, when Check's severity is bounded by
+// comparisons of bps, pps, fps or samples with positive constants or limits: an || whose
+// branches all have floors, or an && with at least one branch that has one (its severity,
+// when it does not hold, is at most the smallest ratio among its false branches; other
+// branches are guards and can only lower it). A window whose rates are all below pct
+// percent of the floor then has a severity below pct, which lets the detector skip Check
+// for the many windows far from any limit. Merging branch floors rate by rate with min
+// only makes the floor stricter, never unsound.
 func (t *Threshold) Floor(l Limits) (Floor, bool) {
 	inf := math.Inf(1)
-	f := Floor{BPS: inf, PPS: inf, FPS: inf, Samples: inf}
-	var walk func(n *sevNode) bool
-	walk = func(n *sevNode) bool {
+	none := Floor{BPS: inf, PPS: inf, FPS: inf, Samples: inf}
+	merge := func(a, b Floor) Floor {
+		return Floor{BPS: min(a.BPS, b.BPS), PPS: min(a.PPS, b.PPS), FPS: min(a.FPS, b.FPS), Samples: min(a.Samples, b.Samples)}
+	}
+	var walk func(n *sevNode) (Floor, bool)
+	walk = func(n *sevNode) (Floor, bool) {
 		switch n.op {
 		case sevAnd, sevOr:
+			f, any := none, false
 			for _, k := range n.kids {
-				if !walk(k) {
-					return false
+				kf, ok := walk(k)
+				if !ok {
+					if n.op == sevOr {
+						return Floor{}, false
+					}
+					continue
 				}
+				f, any = merge(f, kf), true
 			}
-			return len(n.kids) > 0
+			return f, any
 		case sevField:
 			lim := n.limConst
 			if n.limField != nil {
@@ -165,28 +177,29 @@ func (t *Threshold) Floor(l Limits) (Floor, bool) {
 				}
 			}
 			if !(lim > 0) || math.IsInf(lim, 0) {
-				return false
+				return Floor{}, false
 			}
+			f := none
 			switch n.field {
 			case 1:
-				f.BPS = min(f.BPS, lim)
+				f.BPS = lim
 			case 2:
-				f.PPS = min(f.PPS, lim)
+				f.PPS = lim
 			case 3:
-				f.FPS = min(f.FPS, lim)
+				f.FPS = lim
 			case 8:
-				f.Samples = min(f.Samples, lim)
+				f.Samples = lim
 			default:
-				return false // a distinct count: a light window reads it as unbounded
+				return Floor{}, false // a distinct count: a light window reads it as unbounded
 			}
-			return true
+			return f, true
 		}
-		return false
-	}
-	if t.root == nil || !walk(t.root) {
 		return Floor{}, false
 	}
-	return f, true
+	if t.root == nil {
+		return Floor{}, false
+	}
+	return walk(t.root)
 }
 
 // Check evaluates the threshold on a window's aggregates. It reports whether it holds and
