@@ -3,7 +3,9 @@ package baseline
 import (
 	"context"
 	"encoding/json"
+	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -336,5 +338,82 @@ func TestRunSnapshotsOnTicksAndAtEnd(t *testing.T) {
 	}
 	if interval != time.Minute {
 		t.Errorf("ticker interval %v", interval)
+	}
+}
+
+// naiveSpans is makeSpans as plain arithmetic: a division for every slot and position.
+func naiveSpans(b *Baselines, r *flow.Record, end int64) []flowSpan {
+	var out []flowSpan
+	scale := r.Scale()
+	bytes, pkts, flows := r.Bytes*scale*8, r.Packets*scale, r.FlowCount()
+	first := b.learned + 1
+	es := end / b.slotNs
+	if es < first {
+		es, end = first, first*b.slotNs
+	}
+	start := end
+	if d := r.Duration(); d > 0 {
+		start = end - int64(d)
+	}
+	ss := max(start/b.slotNs, first)
+	if ss >= es {
+		return append(out, flowSpan{pos: int(es % int64(b.ring)), bytes: bytes, pkts: pkts, flow: flows})
+	}
+	total := float64(end - start)
+	var sb, sp uint64
+	for s := ss; s < es; s++ {
+		lo := s * b.slotNs
+		if s == ss {
+			lo = start
+		}
+		frac := float64((s+1)*b.slotNs-lo) / total
+		xb, xp := uint64(float64(bytes)*frac), uint64(float64(pkts)*frac)
+		sb, sp = sb+xb, sp+xp
+		out = append(out, flowSpan{pos: int(s % int64(b.ring)), bytes: xb, pkts: xp})
+	}
+	return append(out, flowSpan{pos: int(es % int64(b.ring)), bytes: bytes - min(sb, bytes), pkts: pkts - min(sp, pkts), flow: flows})
+}
+
+// TestSpans checks the division-free slot arithmetic of makeSpans against naiveSpans on
+// flows in time order, late flows, flows from before learning began and flows longer than
+// the ring.
+func TestSpans(t *testing.T) {
+	b, err := New(testConfig(), Deps{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(9, 10))
+	now := time.Date(2026, 11, 26, 12, 0, 3, 0, time.UTC).UnixNano()
+	b.advance(now)
+	for i := range 200_000 {
+		now += int64(rng.IntN(int(b.slotNs / 50)))
+		if now >= (b.cur+1)*b.slotNs {
+			b.advance(now)
+		}
+		end := now
+		switch rng.IntN(20) {
+		case 0: // late, by up to three slots
+			end -= rng.Int64N(3 * b.slotNs)
+		case 1: // in the future of the current slot's start, same slot
+			end = b.cur*b.slotNs + rng.Int64N(b.slotNs)
+		}
+		var dur time.Duration
+		switch rng.IntN(4) {
+		case 0:
+		case 1:
+			dur = time.Duration(rng.Int64N(b.slotNs))
+		case 2:
+			dur = time.Duration(rng.Int64N(3 * b.slotNs))
+		default:
+			dur = time.Duration(rng.Int64N(int64(b.ring+3) * b.slotNs))
+		}
+		r := flow.Record{Received: end, End: end, Start: end - int64(dur), Has: flow.HasStart | flow.HasEnd,
+			Packets: uint64(1 + rng.IntN(1000)), Bytes: uint64(64 + rng.IntN(1_000_000))}
+		b.bspans = b.bspans[:0]
+		b.makeSpans(&r, end)
+		want := naiveSpans(b, &r, end)
+		if !slices.Equal(b.bspans, want) {
+			t.Fatalf("flow %d (end %d, duration %v, slot %d, learned %d): spans\n%v\nwant\n%v", i, end, dur, b.cur, b.learned, b.bspans, want)
+		}
 	}
 }

@@ -391,6 +391,29 @@ func TestWindowLayout(t *testing.T) {
 			t.Errorf("%s ends at byte %d, past the first cache line", name, end)
 		}
 	}
+	// A flow into a full window reads its detail's first line, and one line more for the
+	// ingress counts it adds to (each of its two count arrays is a line). Details are
+	// allocated alone, in a size class that is a multiple of 64 bytes: lines are aligned.
+	var d detail
+	for name, end := range map[string]uintptr{
+		"slots":      unsafe.Offsetof(d.slots) + unsafe.Sizeof(d.slots),
+		"atSec":      unsafe.Offsetof(d.atSec) + unsafe.Sizeof(d.atSec),
+		"atIdx":      unsafe.Offsetof(d.atIdx) + unsafe.Sizeof(d.atIdx),
+		"ingress.id": unsafe.Offsetof(d.ingress) + unsafe.Offsetof(d.ingress.id) + unsafe.Sizeof(d.ingress.id),
+		"ingress.n":  unsafe.Offsetof(d.ingress) + unsafe.Offsetof(d.ingress.n) + unsafe.Sizeof(d.ingress.n),
+	} {
+		if end > 64 {
+			t.Errorf("detail.%s ends at byte %d, past the first cache line", name, end)
+		}
+	}
+	for name, off := range map[string]uintptr{
+		"packets": unsafe.Offsetof(d.ingress) + unsafe.Offsetof(d.ingress.packets),
+		"bytes":   unsafe.Offsetof(d.ingress) + unsafe.Offsetof(d.ingress.bytes),
+	} {
+		if off%64 != 0 {
+			t.Errorf("detail.ingress.%s starts at byte %d, not on a cache line", name, off)
+		}
+	}
 }
 
 // TestPassesMatchDirect runs the same flows through a detector counting flow by flow and one

@@ -3,7 +3,7 @@ package detector
 import (
 	"math"
 	"net/netip"
-	"sort"
+	"slices"
 	"strconv"
 
 	"github.com/flowhound/flowhound/flow"
@@ -230,16 +230,21 @@ func top[K comparable](m map[K]float64, total float64, name func(K) string) []Co
 		k K
 		v float64
 	}
-	all := make([]kv, 0, len(m))
+	// The five best in one pass: sorting every value (and naming each for ties) cost more
+	// than the rest of an evaluation for a flood from many sources.
+	before := func(a, b kv) bool { return a.v > b.v || a.v == b.v && name(a.k) < name(b.k) }
+	all := make([]kv, 0, 6)
 	for k, v := range m {
-		all = append(all, kv{k, v})
-	}
-	sort.Slice(all, func(i, j int) bool {
-		if all[i].v != all[j].v {
-			return all[i].v > all[j].v
+		e := kv{k, v}
+		i := len(all)
+		for i > 0 && before(e, all[i-1]) {
+			i--
 		}
-		return name(all[i].k) < name(all[j].k)
-	})
+		if i < 5 {
+			all = slices.Insert(all, i, e)
+			all = all[:min(len(all), 5)]
+		}
+	}
 	out := make([]Count, 0, 5)
 	for i := 0; i < len(all) && i < 5; i++ {
 		out = append(out, Count{Value: name(all[i].k), Share: roundTo(all[i].v/total, 0.0001)})

@@ -64,11 +64,13 @@ func (w *window) seen() int64 { return max(w.lastSec, w.cur.sec) }
 
 // detail is what a window keeps once it matters.
 type detail struct {
+	// What every flow touches comes first, in one cache line: the slots, the second last
+	// looked up with its slot index, and the ingress ids (checked in a test).
 	slots   []fullSlot
-	base    spread // spreads begun in slots since recycled and not yet ended
-	atSec   int64  // the second at last looked up, and its slot index
+	atSec   int64
 	atIdx   int
 	ingress ingressCounts
+	base    spread // spreads begun in slots since recycled and not yet ended
 	// Distinct counters exist only for rules whose threshold asks for them.
 	srcs, dsts, dports *hll
 	quietSince         int64 // since when the window has been below promoteAt, for going light
@@ -143,7 +145,7 @@ const maxIngress = 8
 // cache line of ids and a replacement writes no pointer: with a prefix reached by a hundred
 // router interfaces, nearly every flow replaces an entry.
 type ingressCounts struct {
-	id      [maxIngress]uint32 // ingressTable id; 0 when that table was full (see keys)
+	id      [maxIngress]uint16 // ingressTable id (< maxIngressIDs); 0 when that table was full (see keys)
 	n       int                // entries in use
 	packets [maxIngress]float64
 	bytes   [maxIngress]float64
@@ -151,7 +153,8 @@ type ingressCounts struct {
 	keys [maxIngress]ingressKey
 }
 
-func (t *ingressCounts) add(id uint32, exp netip.Addr, inIf uint32, by, pk float64) {
+func (t *ingressCounts) add(id32 uint32, exp netip.Addr, inIf uint32, by, pk float64) {
+	id := uint16(id32)
 	for i := 0; i < t.n; i++ {
 		if t.id[i] == id && (id != 0 || t.keys[i] == ingressKey{exporter: exp, inIf: inIf}) {
 			t.bytes[i] += by
@@ -183,7 +186,7 @@ func (t *ingressCounts) key(i int, ids *ingressTable) ingressKey {
 	if t.id[i] == 0 {
 		return t.keys[i]
 	}
-	return ids.key(t.id[i])
+	return ids.key(uint32(t.id[i]))
 }
 
 // share is what a flow adds to each window it falls into, worked out once per flow.
