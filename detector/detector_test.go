@@ -397,8 +397,8 @@ func TestWindowLayout(t *testing.T) {
 	var d detail
 	for name, end := range map[string]uintptr{
 		"slots":      unsafe.Offsetof(d.slots) + unsafe.Sizeof(d.slots),
-		"atSec":      unsafe.Offsetof(d.atSec) + unsafe.Sizeof(d.atSec),
-		"atIdx":      unsafe.Offsetof(d.atIdx) + unsafe.Sizeof(d.atIdx),
+		"top":        unsafe.Offsetof(d.top) + unsafe.Sizeof(d.top),
+		"topIdx":     unsafe.Offsetof(d.topIdx) + unsafe.Sizeof(d.topIdx),
 		"ingress.id": unsafe.Offsetof(d.ingress) + unsafe.Offsetof(d.ingress.id) + unsafe.Sizeof(d.ingress.id),
 		"ingress.n":  unsafe.Offsetof(d.ingress) + unsafe.Offsetof(d.ingress.n) + unsafe.Sizeof(d.ingress.n),
 	} {

@@ -64,13 +64,18 @@ func (w *window) seen() int64 { return max(w.lastSec, w.cur.sec) }
 
 // detail is what a window keeps once it matters.
 type detail struct {
-	// What every flow touches comes first, in one cache line: the slots, the second last
-	// looked up with its slot index, and the ingress ids (checked in a test).
-	slots   []fullSlot
-	atSec   int64
-	atIdx   int
+	// What every flow touches comes first, in one cache line: the slots, the latest second
+	// with its slot index, and the ingress ids (checked in a test).
+	slots   []fullSlot // by second mod n; every second in (top-n, top] has its slot
+	top     int64
+	topIdx  int
 	ingress ingressCounts
-	base    spread // spreads begun in slots since recycled and not yet ended
+	// starts holds, per slot, the shares of longer flows that start in its second. They
+	// sit apart from the slots because a long flow's start is any of the window's seconds:
+	// in a compact array that random access touches a few lines of one window, not one of
+	// the window's n.
+	starts []spread
+	base   spread // shares begun in slots since recycled and not yet ended
 	// Distinct counters exist only for rules whose threshold asks for them.
 	srcs, dsts, dports *hll
 	quietSince         int64 // since when the window has been below promoteAt, for going light
@@ -80,13 +85,13 @@ type detail struct {
 	anomaly      *active
 }
 
-// fullSlot is one second of a window with its detail. Besides the flows that arrived in it,
-// it holds the per-second shares of longer flows that start in it (start) and that end
-// with it (end): a second's traffic is its own plus every share started at or before it
-// and not ended before it.
+// fullSlot is one second of a window with its detail, one cache line. Besides the flows
+// that arrived in it, it holds the per-second shares of longer flows that end with it
+// (end; those that start in it are in detail.starts): a second's traffic is its own plus
+// every share started at or before it and not ended before it.
 type fullSlot struct {
 	slot
-	start, end spread
+	end spread
 }
 
 // spread is a per-second share of a flow's counters.
@@ -98,37 +103,44 @@ func (s *spread) add(o spread, sign float64) {
 	s.samples += sign * o.samples
 }
 
-// at returns second s's slot, recycling an older one; nil if the slot already holds a newer
-// second. A recycled slot's shares pass into the window's base.
-func (w *window) at(s int64) *fullSlot {
-	// Most flows go into the second the last one went into, and a long flow's start is
-	// within a window of it: no division then (the index is always atSec mod n).
-	if s != w.atSec {
-		n := int64(len(w.slots))
-		if d := s - w.atSec; d > -n && d < n {
-			i := int64(w.atIdx) + d
-			if i < 0 {
-				i += n
-			} else if i >= n {
-				i -= n
+// at returns the index of second s's slot, giving the seconds after the latest one their
+// slots first; -1 if s is older than the window. Recycled slots' shares pass into the
+// window's base. Every second of the window having its slot, a long flow's start needs no
+// check of the slot it goes into, and no second's index needs a division.
+func (d *detail) at(s int64) int {
+	n := int64(len(d.slots))
+	if s > d.top {
+		if s-d.top >= n {
+			// Everything in the window is older than the window: every share has ended.
+			clear(d.starts)
+			d.base = spread{}
+			d.top, d.topIdx = s-n, int((s-n)%n)
+			for i := range d.slots {
+				d.slots[i] = fullSlot{}
 			}
-			w.atIdx = int(i)
-		} else {
-			w.atIdx = int(s % n)
 		}
-		w.atSec = s
+		i := d.topIdx
+		for t := d.top + 1; t <= s; t++ {
+			if i++; i == int(n) {
+				i = 0
+			}
+			sl := &d.slots[i]
+			d.base.add(d.starts[i], 1)
+			d.base.add(sl.end, -1)
+			*sl = fullSlot{slot: slot{sec: t}}
+			d.starts[i] = spread{}
+		}
+		d.top, d.topIdx = s, i
 	}
-	sl := &w.slots[w.atIdx]
-	if sl.sec == s {
-		return sl
+	back := d.top - s
+	if back >= n {
+		return -1
 	}
-	if sl.sec > s {
-		return nil
+	i := int64(d.topIdx) - back
+	if i < 0 {
+		i += n
 	}
-	w.base.add(sl.start, 1)
-	w.base.add(sl.end, -1)
-	*sl = fullSlot{slot: slot{sec: s}}
-	return sl
+	return int(i)
 }
 
 // promoteAt is the severity, in percent of the threshold, at which a window takes on its
@@ -228,15 +240,11 @@ func (w *window) add(r *flow.Record, c *share) {
 		return
 	}
 	n := int64(len(w.slots))
-	if now-w.lastSec >= n {
-		// Everything in the window is older than the window: every spread has ended.
-		clear(w.slots)
-		w.base = spread{}
-	}
-	if now <= w.lastSec-n {
+	idx := w.at(now)
+	if idx < 0 {
 		return // a late flow for a second the window has passed
 	}
-	sl := w.at(now)
+	sl := &w.slots[idx]
 	// A flow counts once, in the second it arrived.
 	sl.flows += c.fl
 	first := c.received
@@ -248,11 +256,13 @@ func (w *window) add(r *flow.Record, c *share) {
 		// A longer flow adds its per-second share to every second from its start to now:
 		// kept as a share that starts in one slot and ends after another, so the cost does
 		// not grow with the duration. Seconds already recycled for newer ones are dropped.
-		from := max(now-min(c.secs, n)+1, w.lastSec-n+1)
-		if st := w.at(from); st != nil {
-			st.start.add(c.per, 1)
-			sl.end.add(c.per, 1) // from > now-n: sl is still now's slot
+		back := min(c.secs, n, now-(w.top-n)) - 1 // seconds before now it starts in
+		i := idx - int(back)
+		if i < 0 {
+			i += int(n)
 		}
+		w.starts[i].add(c.per, 1)
+		sl.end.add(c.per, 1)
 		first -= min(c.dur, n*1e9)
 	}
 	if w.firstNs == 0 || first < w.firstNs {
@@ -313,7 +323,7 @@ func (w *window) lightRates(nowNs int64) (bps, pps, fps, samples float64) {
 
 // promote gives the window its detail, carrying the light second over into it.
 func (w *window) promote(seconds int, srcs, dsts, dports bool, last ingressKey, lastID uint32) {
-	d := &detail{slots: make([]fullSlot, seconds)}
+	d := &detail{slots: make([]fullSlot, seconds), starts: make([]spread, seconds)}
 	if srcs {
 		d.srcs = &hll{}
 	}
@@ -324,8 +334,14 @@ func (w *window) promote(seconds int, srcs, dsts, dports bool, last ingressKey, 
 		d.dports = &hll{}
 	}
 	w.detail = d
+	// The seconds up to the latest seen get their slots, so that at's invariant holds.
+	d.top = max(w.seen(), int64(seconds)) - int64(seconds)
+	d.topIdx = int(d.top % int64(seconds))
+	d.at(d.top + int64(seconds))
 	if w.cur.sec > 0 {
-		d.slots[w.cur.sec%int64(seconds)] = fullSlot{slot: w.cur}
+		if i := d.at(w.cur.sec); i >= 0 {
+			d.slots[i].slot = w.cur
+		}
 		w.firstNs = w.curFirstNs()
 		w.lastSec = w.seen()
 		if last.exporter.IsValid() {
@@ -358,16 +374,17 @@ func (w *window) totals(nowNs int64) (bps, pps, fps, samples float64) {
 	run := w.base
 	for i := range w.slots {
 		if sl := &w.slots[i]; sl.sec <= now-n {
-			run.add(sl.start, 1)
+			run.add(w.starts[i], 1)
 			run.add(sl.end, -1)
 		}
 	}
 	var by, pk, fl, sBy, sPk, sFl float64
 	for sec := now - n + 1; sec <= now; sec++ {
-		sl := &w.slots[((sec%n)+n)%n]
+		i := ((sec % n) + n) % n
+		sl := &w.slots[i]
 		var own slot
 		if sl.sec == sec {
-			run.add(sl.start, 1)
+			run.add(w.starts[i], 1)
 			own = sl.slot
 		}
 		// Rounding can leave a share a hair below zero once it has ended.
