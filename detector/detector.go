@@ -102,6 +102,7 @@ type Detector struct {
 	ring      evidenceRing
 	ingresses ingressTable
 	hits      []hit
+	orphans   []resource // resources left without windows in a chunk, removed after it
 	directMax int // directMax, or another bound in tests
 	// eagerFull counts the full windows of eager rules.
 	eagerFull int
@@ -393,14 +394,10 @@ func (d *Detector) processChunk(recs []flow.Record) {
 			sink += uint64(t.touch(hits[i].hash))
 		}
 	}
-	// Pass 2: find (or add) each resource's state.
+	// Pass 2: find (or add) each resource's slot, which holds its windows.
+	t.reserve(len(hits))
 	for i := range hits {
 		d.findState(hits, i)
-	}
-	for i := range hits {
-		if hits[i].w == nil {
-			sink += uint64(t.states[hits[i].state].n)
-		}
 	}
 	// Pass 3: find (or make) each window.
 	for i := range hits {
@@ -417,6 +414,12 @@ func (d *Detector) processChunk(recs []flow.Record) {
 		d.count(recs, hits, i, &c)
 	}
 	clear(hits) // hold no windows between batches
+	for i := range d.orphans {
+		if j := t.find(&d.orphans[i], t.hash(&d.orphans[i])); j >= 0 && t.state(j).n == 0 {
+			t.remove(&d.orphans[i])
+		}
+	}
+	d.orphans = d.orphans[:0]
 	d.hits = hits[:0]
 	d.processed.Add(len(recs))
 }
@@ -512,7 +515,7 @@ func (d *Detector) processDirect(recs []flow.Record, noNets bool) {
 				if state < 0 || !stateRes.eq(res) {
 					state, stateRes = t.get(res, t.hash(res)), res
 				}
-				st := &t.states[state]
+				st := t.state(state)
 				if w = st.window(int(ri)); w == nil {
 					if len(d.all) >= d.cfg.MaxWindows {
 						windowsDropped.Inc()
@@ -561,7 +564,7 @@ func (d *Detector) findWindow(h *hit) {
 	if h.w != nil {
 		return
 	}
-	st := &d.table.states[h.state]
+	st := d.table.state(int(h.state))
 	w := st.window(int(h.rule))
 	if w == nil {
 		if len(d.all) >= d.cfg.MaxWindows {
@@ -588,8 +591,9 @@ func (d *Detector) count(recs []flow.Record, hits []hit, i int, c *counting) {
 	w := h.w
 	if w == nil {
 		// Out of windows: a resource left with none is forgotten again.
-		if st := &d.table.states[h.state]; st.n == 0 && (i == 0 || hits[i-1].state != h.state || hits[i-1].w != nil) {
-			d.table.remove(&h.res)
+		// Removal shifts slots that later hits of the chunk point at: after the chunk.
+		if st := d.table.state(int(h.state)); st.n == 0 && (i == 0 || hits[i-1].state != h.state || hits[i-1].w != nil) {
+			d.orphans = append(d.orphans, h.res)
 		}
 		return
 	}
@@ -638,18 +642,20 @@ func (d *Detector) internalIf(exp netip.Addr, inIf uint32) bool {
 	return false
 }
 
-// resState is one resource's windows, by rule, in one cache line of the resource table: a
-// flow finds the window of each rule it matched without touching any other window, which
-// with a million hosts is a cache miss saved per window passed over. Past resInline
-// windows (a host hit by many rules) the rest chain into overflow nodes.
+// resState is one resource's windows, by rule, in its slot of the resource table (one
+// cache line with the key): a flow finds the window of each rule it matched without
+// touching any other window, which with a million hosts is a cache miss saved per window
+// passed over. Past resInline windows (a host hit by many rules) the rest chain into
+// overflow nodes.
 type resState struct {
 	rules [resInline]uint16
 	n     uint8
+	used  bool // the slot holds a resource
 	wins  [resInline]*window
 	more  *resState
 }
 
-const resInline = 5
+const resInline = 3
 
 func (st *resState) window(rule int) *window {
 	for ; st != nil; st = st.more {

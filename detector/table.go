@@ -4,26 +4,26 @@ import "math/rand/v2"
 
 // resTable maps resources to their windows. It exists instead of a Go map so that the
 // per-flow path can split a lookup into steps that touch memory one after the other for a
-// whole chunk of flows (slot, then state, then window): with a million hosts each step is
-// a cache miss, and misses issued together overlap where a map lookup would wait for each.
+// whole chunk of flows (slot, then window): with a million hosts each step is a cache
+// miss, and misses issued together overlap where a map lookup would wait for each.
 //
 // Slots are open-addressed with linear probing and backward-shift deletion (no
-// tombstones), 32 bytes each, at most 3/4 full. The hash is seeded per table: resources
-// are addresses the network sends, and spoofed ones must not be able to aim at one probe
-// run.
+// tombstones), at most 3/4 full, and hold each resource's state in the same cache line as
+// its key: the lookup that finds a resource has its windows too. Slots move when the
+// table grows and when a removal shifts a probe run back, so a slot index is good only
+// until the next insertion or removal (reserve makes room ahead of a chunk's insertions).
+// The hash is seeded per table: resources are addresses the network sends, and spoofed
+// ones must not be able to aim at one probe run.
 type resTable struct {
-	slots  []resSlot
-	mask   uint64
-	used   int
-	seed   uint64
-	states []resState // by resSlot.state-1
-	free   []uint32   // unused states
+	slots []resSlot
+	mask  uint64
+	used  int
+	seed  uint64
 }
 
 type resSlot struct {
-	key   resource
-	state uint32 // index+1 into states; 0 is an empty slot
-	_     uint32
+	key resource
+	st  resState
 }
 
 func newResTable() resTable {
@@ -41,22 +41,22 @@ func (t *resTable) hash(r *resource) uint64 {
 }
 
 // touch reads the slot a hash starts at, so that the lookup after it finds it in cache.
-func (t *resTable) touch(h uint64) uint32 { return t.slots[h&t.mask].state }
+func (t *resTable) touch(h uint64) uint8 { return t.slots[h&t.mask].st.n }
 
-// find returns the state index of r, or -1.
+// find returns the slot index of r, or -1.
 func (t *resTable) find(r *resource, h uint64) int {
 	for i := h & t.mask; ; i = (i + 1) & t.mask {
 		s := &t.slots[i]
-		if s.state == 0 {
+		if !s.st.used {
 			return -1
 		}
 		if s.key.eq(r) {
-			return int(s.state - 1)
+			return int(i)
 		}
 	}
 }
 
-// get returns the state index of r, adding an empty state if r is new.
+// get returns the slot index of r, adding it with an empty state if it is new.
 func (t *resTable) get(r *resource, h uint64) int {
 	if i := t.find(r, h); i >= 0 {
 		return i
@@ -64,25 +64,24 @@ func (t *resTable) get(r *resource, h uint64) int {
 	if (t.used+1)*4 > len(t.slots)*3 {
 		t.resize(len(t.slots) * 2)
 	}
-	var idx uint32
-	if n := len(t.free); n > 0 {
-		idx = t.free[n-1]
-		t.free = t.free[:n-1]
-	} else {
-		t.states = append(t.states, resState{})
-		idx = uint32(len(t.states) - 1)
-	}
-	t.place(r, h, idx+1)
 	t.used++
-	return int(idx)
+	return t.place(r, h, resState{used: true})
 }
 
-func (t *resTable) place(r *resource, h uint64, state uint32) {
+// reserve grows the table so that n insertions move no slot.
+func (t *resTable) reserve(n int) {
+	for (t.used+n)*4 > len(t.slots)*3 {
+		t.resize(len(t.slots) * 2)
+	}
+}
+
+func (t *resTable) place(r *resource, h uint64, st resState) int {
 	i := h & t.mask
-	for t.slots[i].state != 0 {
+	for t.slots[i].st.used {
 		i = (i + 1) & t.mask
 	}
-	t.slots[i] = resSlot{key: *r, state: state}
+	t.slots[i] = resSlot{key: *r, st: st}
+	return int(i)
 }
 
 func (t *resTable) resize(n int) {
@@ -90,8 +89,8 @@ func (t *resTable) resize(n int) {
 	t.slots = make([]resSlot, n)
 	t.mask = uint64(n - 1)
 	for i := range old {
-		if old[i].state != 0 {
-			t.place(&old[i].key, t.hash(&old[i].key), old[i].state)
+		if old[i].st.used {
+			t.place(&old[i].key, t.hash(&old[i].key), old[i].st)
 		}
 	}
 }
@@ -102,7 +101,7 @@ func (t *resTable) remove(r *resource) {
 	i := h & t.mask
 	for {
 		s := &t.slots[i]
-		if s.state == 0 {
+		if !s.st.used {
 			return
 		}
 		if s.key.eq(r) {
@@ -110,9 +109,6 @@ func (t *resTable) remove(r *resource) {
 		}
 		i = (i + 1) & t.mask
 	}
-	idx := t.slots[i].state - 1
-	t.states[idx] = resState{}
-	t.free = append(t.free, idx)
 	t.used--
 	// Backward shift: pull later entries of the probe run into the hole when their home
 	// slot is at or before it, so that lookups never need tombstones.
@@ -121,7 +117,7 @@ func (t *resTable) remove(r *resource) {
 		j := i
 		for {
 			j = (j + 1) & t.mask
-			if t.slots[j].state == 0 {
+			if !t.slots[j].st.used {
 				return
 			}
 			home := t.hash(&t.slots[j].key) & t.mask
@@ -135,5 +131,5 @@ func (t *resTable) remove(r *resource) {
 	}
 }
 
-// state returns the windows of the state at index i.
-func (t *resTable) state(i int) *resState { return &t.states[i] }
+// state returns the windows of the resource in slot i.
+func (t *resTable) state(i int) *resState { return &t.slots[i].st }

@@ -22,7 +22,7 @@ func TestResTable(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			rng := rand.New(rand.NewPCG(tc.seed, 9))
 			tab := newResTable()
-			want := map[resource]int{}
+			want := map[resource]bool{}
 			keys := make([]resource, tc.keys)
 			for i := range keys {
 				a := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
@@ -32,37 +32,42 @@ func TestResTable(t *testing.T) {
 					keys[i] = newResource(uint8(i%5), a.Prev().Next(), uint32(i%7), uint8(i%3))
 				}
 			}
+			// Each key's state carries a mark of the key, which must move with it.
+			mark := func(k resource) uint16 { return uint16(k.lo ^ k.lo>>16 ^ k.meta) }
 			for step := 0; step < 20*tc.keys; step++ {
 				k := keys[rng.IntN(len(keys))]
-				if _, ok := want[k]; ok && rng.IntN(2) == 0 {
+				if want[k] && rng.IntN(2) == 0 {
 					tab.remove(&k)
 					delete(want, k)
 					continue
 				}
-				i := tab.get(&k, tab.hash(&k))
-				tab.state(i).n = 1 // an in-use state, as the detector leaves it
-				if j, ok := want[k]; ok && j != i {
-					t.Fatalf("step %d: %v moved from state %d to %d", step, k, j, i)
+				if rng.IntN(50) == 0 {
+					tab.reserve(rng.IntN(300))
 				}
-				want[k] = i
+				st := tab.state(tab.get(&k, tab.hash(&k)))
+				if want[k] && st.rules[0] != mark(k) {
+					t.Fatalf("step %d: %v lost its state", step, k)
+				}
+				st.n, st.rules[0] = 1, mark(k) // an in-use state, as the detector leaves it
+				want[k] = true
 			}
 			if tab.used != len(want) {
 				t.Errorf("table holds %d, want %d", tab.used, len(want))
 			}
 			for _, k := range keys {
 				got := tab.find(&k, tab.hash(&k))
-				if j, ok := want[k]; ok != (got >= 0) || ok && got != j {
-					t.Errorf("%v: find = %d, want %d (present %v)", k, got, j, ok)
+				if want[k] != (got >= 0) || got >= 0 && tab.state(got).rules[0] != mark(k) {
+					t.Errorf("%v: find = %d, present %v", k, got, want[k])
 				}
 			}
 		})
 	}
 }
 
-// TestResStateLine keeps a resource's state one cache line: the table's states are read
-// once per flow and host, and a state across two lines is two misses.
+// TestResStateLine keeps a resource's slot, key and windows, one cache line: slots are
+// read once per flow and host, and a slot across two lines is two misses.
 func TestResStateLine(t *testing.T) {
-	if size := unsafe.Sizeof(resState{}); size != 64 {
-		t.Errorf("resState is %d bytes, want 64", size)
+	if size := unsafe.Sizeof(resSlot{}); size != 64 {
+		t.Errorf("resSlot is %d bytes, want 64", size)
 	}
 }
