@@ -102,8 +102,11 @@ type Detector struct {
 	ring      evidenceRing
 	ingresses ingressTable
 	hits      []hit
+	// When the evidence ring's sampling was last set, and its count of flows then.
+	paceAt    int64
+	paceSeen  uint64
 	orphans   []resource // resources left without windows in a chunk, removed after it
-	directMax int // directMax, or another bound in tests
+	directMax int        // directMax, or another bound in tests
 	// eagerFull counts the full windows of eager rules.
 	eagerFull int
 	memo      []memo // per rule
@@ -498,7 +501,7 @@ func (d *Detector) processDirect(recs []flow.Record, noNets bool) {
 		transit := d.roles && srcNet < 0 && d.internalIf(r.Exporter, r.InIf)
 		var known uint8
 		state, stateRes := -1, (*resource)(nil)
-		recID, recorded := uint64(0), false
+		recID, recorded, sampled := uint64(0), false, false
 		var c share
 		for _, ri := range d.matched {
 			info := &d.rules[ri]
@@ -531,10 +534,15 @@ func (d *Detector) processDirect(recs []flow.Record, noNets bool) {
 				d.memo[ri].w = w
 			}
 			if !recorded {
-				recID, recorded = d.ring.record(r), true
+				recorded, sampled = true, d.ring.sample()
+				if sampled {
+					recID = d.ring.record(r)
+				}
 				c.set(r, float64(r.Scale()), d.ingresses.id(r.Exporter, r.InIf))
 			}
-			d.ring.push(w, recID, transit)
+			if sampled {
+				d.ring.push(w, recID, transit)
+			}
 			if transit {
 				if w.detail != nil {
 					w.ingress.add(c.ingress, r.Exporter, r.InIf, c.by, c.pk)
@@ -580,9 +588,10 @@ func (d *Detector) findWindow(h *hit) {
 
 // counting is what count keeps from one hit to the next of the same flow.
 type counting struct {
-	last  int32 // the flow
-	recID uint64
-	share share
+	last    int32 // the flow
+	sampled bool  // it went into the evidence ring, as recID
+	recID   uint64
+	share   share
 }
 
 // count puts the flow of hits[i] into its window.
@@ -600,10 +609,14 @@ func (d *Detector) count(recs []flow.Record, hits []hit, i int, c *counting) {
 	r := &recs[h.rec]
 	if h.rec != c.last {
 		c.last = h.rec
-		c.recID = d.ring.record(r)
+		if c.sampled = d.ring.sample(); c.sampled {
+			c.recID = d.ring.record(r)
+		}
 		c.share.set(r, float64(r.Scale()), d.ingresses.id(r.Exporter, r.InIf))
 	}
-	d.ring.push(w, c.recID, h.transit)
+	if c.sampled {
+		d.ring.push(w, c.recID, h.transit)
+	}
 	if h.transit {
 		if w.detail != nil {
 			w.ingress.add(c.share.ingress, r.Exporter, r.InIf, c.share.by, c.share.pk)
@@ -821,6 +834,13 @@ func (d *Detector) Evaluate(now int64) {
 	d.lastEval = now
 	if d.started == 0 {
 		d.started = now
+	}
+	// Over a second at least: evaluations can come in quick pairs (replay catching up).
+	if dt := now - d.paceAt; dt >= int64(time.Second) || dt < 0 {
+		if d.paceAt > 0 && dt > 0 {
+			d.ring.pace(float64(d.ring.seen-d.paceSeen) * 1e9 / float64(dt))
+		}
+		d.paceAt, d.paceSeen = now, d.ring.seen
 	}
 	sec := now / 1e9
 	// Hosts go first: their anomalies explain part of their prefix's traffic, and a prefix

@@ -11,9 +11,16 @@ import (
 
 // evidenceRing keeps the latest matched flows with the windows each went into. Anomalies
 // read their own flows from it at each evaluation, so the hot path pays one record copy per
-// matched flow (however many rules matched it) and nothing per anomaly; under a flood the
-// ring holds the last fraction of a second, which makes characterization a recent sample
-// rather than a full count.
+// matched flow (however many rules matched it) and nothing per anomaly.
+//
+// The ring holds about a second of matched flows: above as many flows a second as it has
+// records, it keeps each with probability 1/every (the detector sets it from the rate at
+// each evaluation). At random, not every n-th: exporters send records in fixed patterns
+// (so many per datagram, routers in turn), and a fixed stride can fall in step with one
+// and miss a flood's records altogether. A flood's characterization and a promoted window's first traceback
+// are then a sample of the whole last second rather than all of its last milliseconds,
+// and the copies, the ring's largest cost per flow (a record is three cache lines, written
+// to memory the caches do not hold), do not grow with the rate.
 type evidenceRing struct {
 	recs  []flow.Record
 	rmask uint64
@@ -21,6 +28,10 @@ type evidenceRing struct {
 	refs  []ringRef
 	mask  uint64
 	seq   uint64 // next reference write
+	every uint64 // keep one matched flow in every, on average
+	below uint64 // keep a flow when the next random number is below this
+	rnd   uint64 // xorshift state, fixed at start so that replay repeats
+	seen  uint64 // matched flows offered to the ring
 }
 
 // ringRef says that record rec (a sequence number into recs) went into window w. A
@@ -36,8 +47,33 @@ func newEvidenceRing(size int) evidenceRing {
 	// A flow is referenced by every rule that matched it (about four), so the ring holds a
 	// quarter as many records as references.
 	return evidenceRing{recs: make([]flow.Record, size/4), rmask: uint64(size/4 - 1),
-		refs: make([]ringRef, size), mask: uint64(size - 1)}
+		refs: make([]ringRef, size), mask: uint64(size - 1), every: 1, below: math.MaxUint64, rnd: 0x9e3779b97f4a7c15}
 }
+
+// sample reports whether the next matched flow goes into the ring.
+func (r *evidenceRing) sample() bool {
+	r.seen++
+	if r.every == 1 {
+		return true
+	}
+	x := r.rnd
+	x ^= x << 13
+	x ^= x >> 7
+	x ^= x << 17
+	r.rnd = x
+	return x < r.below
+}
+
+// pace sets the sampling for a rate of matched flows a second: the ring keeps about a
+// second of them.
+func (r *evidenceRing) pace(rate float64) {
+	r.every = uint64(max(1, min(math.Ceil(rate/float64(len(r.recs))), maxEvery)))
+	r.below = math.MaxUint64 / r.every
+}
+
+// maxEvery bounds the sampling interval, so that even at tens of millions of flows a second a
+// flood of a thousandth of them is sampled.
+const maxEvery = 1024
 
 // record copies a flow into the ring and returns its sequence number.
 func (r *evidenceRing) record(rec *flow.Record) uint64 {

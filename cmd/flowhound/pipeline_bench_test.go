@@ -1,10 +1,12 @@
 package main
 
 import (
+	"cmp"
 	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"syscall"
 	"testing"
 	"time"
@@ -95,6 +97,7 @@ func newPipelineStream(tb testing.TB, start int64, hosts int) *pipelineStream {
 		order[i] = i
 	}
 	rng.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
+	slices.SortStableFunc(order, func(a, b int) int { return cmp.Compare(s.received[a], s.received[b]) })
 	dg, ex, rc := make([][]byte, len(order)), make([]netip.Addr, len(order)), make([]int64, len(order))
 	for i, o := range order {
 		dg[i], ex[i], rc[i] = s.dgrams[o], s.exporters[o], s.received[o]
