@@ -397,13 +397,10 @@ func (d *Detector) processChunk(recs []flow.Record) {
 			sink += uint64(t.touch(hits[i].hash))
 		}
 	}
-	// Pass 2: find (or add) each resource's slot, which holds its windows.
+	// Pass 2: find (or add) each resource's slot, and in it (or make) the window.
 	t.reserve(len(hits))
 	for i := range hits {
 		d.findState(hits, i)
-	}
-	// Pass 3: find (or make) each window.
-	for i := range hits {
 		d.findWindow(&hits[i])
 	}
 	for i := range hits {
@@ -412,7 +409,7 @@ func (d *Detector) processChunk(recs []flow.Record) {
 		}
 	}
 	d.sink = sink
-	// Pass 4: count each flow into its windows.
+	// Pass 3: count each flow into its windows.
 	for i := range hits {
 		d.count(recs, hits, i, &c)
 	}
@@ -472,7 +469,7 @@ func (d *Detector) flowHits(recs []flow.Record, i int32, hits []hit, noNets bool
 		switch m := &d.memo[ri]; {
 		case m.w != nil && m.res.eq(&h.res):
 			// A prefix, interface or port that most flows go to: no lookup at all.
-			h.w = m.w
+			h.w, h.state = m.w, -1
 		case h.same && prev.w == nil:
 			h.hash = prev.hash
 		default:
@@ -560,7 +557,7 @@ func (d *Detector) findState(hits []hit, i int) {
 	h := &hits[i]
 	switch {
 	case h.w != nil:
-	case h.same && hits[i-1].w == nil:
+	case h.same && hits[i-1].state >= 0:
 		h.state = hits[i-1].state
 	default:
 		h.state = int32(d.table.get(&h.res, h.hash))
