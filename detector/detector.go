@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"math"
+	"math/bits"
 	"net/netip"
 	"slices"
 	"sync"
@@ -531,11 +532,12 @@ func (d *Detector) processDirect(recs []flow.Record, noNets bool) {
 				d.memo[ri].w = w
 			}
 			if !recorded {
-				recorded, sampled = true, d.ring.sample()
-				if sampled {
+				var x uint64
+				recorded = true
+				if sampled, x = d.ring.sample(); sampled {
 					recID = d.ring.record(r)
 				}
-				c.set(r, float64(r.Scale()), d.ingresses.id(r.Exporter, r.InIf))
+				c.set(r, float64(r.Scale()), d.ingresses.id(r.Exporter, r.InIf), bits.RotateLeft64(x, 32))
 			}
 			if sampled {
 				d.ring.push(w, recID, transit)
@@ -606,10 +608,12 @@ func (d *Detector) count(recs []flow.Record, hits []hit, i int, c *counting) {
 	r := &recs[h.rec]
 	if h.rec != c.last {
 		c.last = h.rec
-		if c.sampled = d.ring.sample(); c.sampled {
+		var x uint64
+		if c.sampled, x = d.ring.sample(); c.sampled {
 			c.recID = d.ring.record(r)
 		}
-		c.share.set(r, float64(r.Scale()), d.ingresses.id(r.Exporter, r.InIf))
+		// The ring's draw, turned so that the windows' sampling does not keep the same flows.
+		c.share.set(r, float64(r.Scale()), d.ingresses.id(r.Exporter, r.InIf), bits.RotateLeft64(x, 32))
 	}
 	if c.sampled {
 		d.ring.push(w, c.recID, h.transit)
@@ -884,6 +888,7 @@ func (d *Detector) evaluate(w *window, now, sec int64) bool {
 		return false
 	}
 	bps, pps, fps, samples := w.totals(now)
+	w.sampleIngress(int(min(max(fps/ingressSamples, 1), maxIngressEvery)))
 	bps, pps, fps = d.unexplained(w, bps, pps, fps)
 	// The aggregates live in the detector: passed by pointer to the threshold's closures,
 	// a local would escape and cost an allocation per window per evaluation.

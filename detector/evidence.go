@@ -50,18 +50,16 @@ func newEvidenceRing(size int) evidenceRing {
 		refs: make([]ringRef, size), mask: uint64(size - 1), every: 1, below: math.MaxUint64, rnd: 0x9e3779b97f4a7c15}
 }
 
-// sample reports whether the next matched flow goes into the ring.
-func (r *evidenceRing) sample() bool {
+// sample draws a uniform random number for the next matched flow and reports whether the
+// flow goes into the ring. The number serves the flow's other sampling too.
+func (r *evidenceRing) sample() (bool, uint64) {
 	r.seen++
-	if r.every == 1 {
-		return true
-	}
 	x := r.rnd
 	x ^= x << 13
 	x ^= x >> 7
 	x ^= x << 17
 	r.rnd = x
-	return x < r.below
+	return x < r.below, x
 }
 
 // pace sets the sampling for a rate of matched flows a second: the ring keeps about a

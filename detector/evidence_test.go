@@ -65,16 +65,17 @@ func TestTop(t *testing.T) {
 
 // TestEvidenceSampled runs a SYN flood through two ingress points beside a background of
 // 300,000 flows a second, fast enough that the evidence ring keeps only a sample of the
-// matched flows, and expects the anomaly's traceback and characterization to describe the
-// flood as they do unsampled: both ingress points at their shares, SYN to port 80.
+// matched flows and the flood's window counts the ingress of only some of its flows, and
+// expects the anomaly's traceback and characterization to describe the flood as they do
+// unsampled: both ingress points at their shares, SYN to port 80.
 func TestEvidenceSampled(t *testing.T) {
 	for _, tc := range []struct {
 		name       string
 		background int // flows a second
 		wantEvery  uint64
 	}{
-		{"unsampled", 2000, 1},
-		{"sampled", 300_000, 8},
+		{"ring unsampled", 2000, 1},
+		{"ring sampled", 300_000, 8},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			d, events := newTestDetector(t, testConfig())
@@ -122,6 +123,12 @@ func TestEvidenceSampled(t *testing.T) {
 			}
 			if a == nil {
 				t.Fatal("the flood raised nothing")
+			}
+			for _, w := range d.all {
+				// 10,000 flows a second: more than the traceback needs, in either case.
+				if w.active() != nil && w.ingressEvery < 2 {
+					t.Errorf("the flood's window counts the ingress of one flow in %v", w.ingressEvery)
+				}
 			}
 			shares := map[uint32]float64{}
 			for _, in := range a.Traceback {

@@ -76,6 +76,12 @@ type detail struct {
 	// the window's n.
 	starts []spread
 	base   spread // shares begun in slots since recycled and not yet ended
+	// A busy window counts the ingress of a random one in ingressEvery of its flows (those
+	// whose share.rnd is below ingressBelow), scaled up: the traceback needs shares, which
+	// a thousand flows a second give as well as a million, and the table update is most
+	// of what a flow costs a window with a hundred ingress points. Set at each evaluation.
+	ingressBelow uint64
+	ingressEvery float64
 	// Distinct counters exist only for rules whose threshold asks for them.
 	srcs, dsts, dports *hll
 	quietSince         int64 // since when the window has been below promoteAt, for going light
@@ -193,6 +199,19 @@ func (t *ingressCounts) add(id32 uint32, exp netip.Addr, inIf uint32, by, pk flo
 	}
 }
 
+// sampleIngress makes the window count the ingress of one in every flows, at random.
+func (d *detail) sampleIngress(every int) {
+	d.ingressEvery = float64(every)
+	d.ingressBelow = math.MaxUint64 / uint64(every)
+}
+
+// ingressSamples is how many flows a second a busy window's traceback counts at least.
+const ingressSamples = 2000
+
+// maxIngressEvery bounds the sampling, so that a window's traceback still sees one in so
+// many of its flows however fast they come.
+const maxIngressEvery = 64
+
 // key is entry i's ingress point.
 func (t *ingressCounts) key(i int, ids *ingressTable) ingressKey {
 	if t.id[i] == 0 {
@@ -211,12 +230,13 @@ type share struct {
 	fl, sm   float64
 	per      spread // per-second part of by, pk, sm over secs
 	ingress  uint32 // Detector.ingresses id
+	rnd      uint64 // uniform random, drawn per flow: for sampling
 }
 
 // set works out r's share. It fills c in place: building a share and copying it would
 // read back freshly written words in wider moves, which stalls store forwarding.
-func (c *share) set(r *flow.Record, scale float64, ingress uint32) {
-	c.now, c.received, c.dur, c.secs, c.ingress = r.Received/1e9, r.Received, 0, 1, ingress
+func (c *share) set(r *flow.Record, scale float64, ingress uint32, rnd uint64) {
+	c.now, c.received, c.dur, c.secs, c.ingress, c.rnd = r.Received/1e9, r.Received, 0, 1, ingress, rnd
 	c.by, c.pk = float64(r.Bytes)*scale, float64(r.Packets)*scale
 	c.fl, c.sm = float64(r.FlowCount()), float64(r.Packets)
 	f := 1.0
@@ -274,7 +294,9 @@ func (w *window) add(r *flow.Record, c *share) {
 	if w.episodeStart == 0 {
 		w.episodeStart = c.received
 	}
-	w.ingress.add(c.ingress, r.Exporter, r.InIf, c.by, c.pk)
+	if c.rnd < w.ingressBelow {
+		w.ingress.add(c.ingress, r.Exporter, r.InIf, c.by*w.ingressEvery, c.pk*w.ingressEvery)
+	}
 	if w.srcs != nil {
 		w.srcs.add(hashAddr(r.SrcAddr))
 	}
@@ -324,6 +346,7 @@ func (w *window) lightRates(nowNs int64) (bps, pps, fps, samples float64) {
 // promote gives the window its detail, carrying the light second over into it.
 func (w *window) promote(seconds int, srcs, dsts, dports bool, last ingressKey, lastID uint32) {
 	d := &detail{slots: make([]fullSlot, seconds), starts: make([]spread, seconds)}
+	d.sampleIngress(1)
 	if srcs {
 		d.srcs = &hll{}
 	}

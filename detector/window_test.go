@@ -88,7 +88,7 @@ func TestWindowSpread(t *testing.T) {
 			}
 			late := now <= w.lastSec-int64(n)
 			var c share
-			c.set(&r, 1, 0)
+			c.set(&r, 1, 0, 0)
 			w.add(&r, &c)
 			if !late {
 				ref.add(now, secs, float64(r.Bytes), float64(r.Packets), 1, float64(r.Packets))
@@ -188,5 +188,41 @@ func TestIngressCounts(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestIngressSampled checks that a window counting the ingress of one flow in n keeps the
+// shares it would have counting all of them, also across a change of n: a point that
+// carried the traffic while every flow counted must not outweigh a flood that came after.
+func TestIngressSampled(t *testing.T) {
+	var ids ingressTable
+	a, b := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.2")
+	idA, idB := ids.id(a, 1), ids.id(b, 2)
+	var w window
+	w.promote(10, false, false, false, ingressKey{}, 0)
+	rng := rand.New(rand.NewPCG(11, 12))
+	now := int64(1_800_000_000) * 1e9
+	add := func(exp netip.Addr, id uint32, n int) {
+		for range n {
+			r := flow.Record{Received: now, Exporter: exp, Packets: 10, Bytes: 4000}
+			var c share
+			c.set(&r, 1, id, rng.Uint64())
+			w.add(&r, &c)
+		}
+	}
+	add(a, idA, 1000) // 10,000 packets from a, every flow counted
+	w.sampleIngress(50)
+	add(b, idB, 99_000) // 990,000 from b, one flow in 50 counted
+	var pa, pb float64
+	for i := range w.ingress.n {
+		switch w.ingress.key(i, &ids).exporter {
+		case a:
+			pa = w.ingress.packets[i]
+		case b:
+			pb = w.ingress.packets[i]
+		}
+	}
+	if share := pb / (pa + pb); math.Abs(share-0.99) > 0.005 {
+		t.Errorf("b's share %.4f (a %.0f, b %.0f packets), want 0.99", share, pa, pb)
 	}
 }
