@@ -1,6 +1,7 @@
 package signatures
 
 import (
+	"math"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -22,6 +23,14 @@ func FuzzCompileMatch(f *testing.F) {
 		"let x = 1; x > proto", "proto ?? 1", "src_addr matches \"^1\"", "-(-dst_port) % 0 == 0",
 	} {
 		f.Add(s, "pps > 1")
+	}
+	for _, th := range []string{
+		"pps > 100000 && fps > pps / 10", "pps > limits.udp_pps && (distinct_src > 10 || bytes_per_packet < 500)",
+		"(pps > 10 || distinct_src > 3) && bps > 1e6", "pps > 1000 || distinct_dst > 5",
+		"(bps > expected_bps + 4 * spread_bps && bps > 2 * expected_bps && bps > 100e6) || pps > 1e6",
+		"!(pps < 100) && bps >= 1e6", "samples >= 20 && (pps > 5000 || bps > 1e9)",
+	} {
+		f.Add("", th)
 	}
 	f.Fuzz(func(t *testing.T, match, threshold string) {
 		r := rules.Rule{Name: "f", Kind: "misuse", GroupBy: []string{"dst_addr"}, Direction: "incoming",
@@ -58,6 +67,28 @@ func FuzzCompileMatch(f *testing.F) {
 				t.Fatalf("%q: expr %v, closure %v on %+v", match, out, closure, fl)
 			}
 		}
-		set.Threshold(0).Check(&Aggregates{PPS: 5, BPS: 1e6})
+		th := set.Threshold(0)
+		th.Check(&Aggregates{PPS: 5, BPS: 1e6})
+		// A floor must be sound for any threshold: rates below a tenth of it never reach a
+		// severity of 10 % (light windows skip Check on that promise).
+		if f, ok := th.Floor(th.Defaults()); ok {
+			inf := math.Inf(1)
+			for range 200 {
+				a := Aggregates{BPS: f.BPS * rng.Float64() / 10, PPS: f.PPS * rng.Float64() / 10, FPS: f.FPS * rng.Float64() / 10,
+					Samples: f.Samples * rng.Float64() / 10, DistinctSrc: inf, DistinctDst: inf, DistinctSrcPort: inf, DistinctDstPort: inf,
+					Limits: th.Defaults()}
+				for _, v := range []*float64{&a.BPS, &a.PPS, &a.FPS, &a.Samples} {
+					if math.IsInf(*v, 0) || math.IsNaN(*v) {
+						*v = math.Exp(rng.Float64()*30 - 5)
+					}
+				}
+				if !f.Below(&a, 10) {
+					continue
+				}
+				if fired, sev, _, _ := th.Check(&a); fired || sev >= 10 {
+					t.Fatalf("%q: floor %+v, yet %+v fires %v at %.1f %%", threshold, f, a, fired, sev)
+				}
+			}
+		}
 	})
 }
