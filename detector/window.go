@@ -242,7 +242,7 @@ func (c *share) set(r *flow.Record, scale float64, ingress uint32, rnd uint64) {
 	f := 1.0
 	if d := r.Duration(); d > 1e9 {
 		c.dur = int64(d)
-		c.secs = (c.dur + 999_999_999) / 1e9
+		c.secs = 1 + (c.dur-1)/1e9 // rounded up; adding first would overflow for absurd durations
 		f = 1 / float64(c.secs)
 	}
 	c.per.bytes, c.per.packets, c.per.samples = c.by*f, c.pk*f, c.sm*f
@@ -276,7 +276,7 @@ func (w *window) add(r *flow.Record, c *share) {
 		// A longer flow adds its per-second share to every second from its start to now:
 		// kept as a share that starts in one slot and ends after another, so the cost does
 		// not grow with the duration. Seconds already recycled for newer ones are dropped.
-		back := min(c.secs, n, now-(w.top-n)) - 1 // seconds before now it starts in
+		back := max(min(c.secs, n, now-(w.top-n))-1, 0) // seconds before now it starts in
 		i := idx - int(back)
 		if i < 0 {
 			i += int(n)

@@ -226,3 +226,27 @@ func TestIngressSampled(t *testing.T) {
 		t.Errorf("b's share %.4f (a %.0f, b %.0f packets), want 0.99", share, pa, pb)
 	}
 }
+
+// TestWindowAbsurdDuration feeds a full window flows whose exporters claim durations up to
+// the largest a Record can hold (a corrupt or hostile record): they spread over the whole
+// window instead of crashing the detector.
+func TestWindowAbsurdDuration(t *testing.T) {
+	for _, dur := range []int64{math.MaxInt64 - 1, math.MaxInt64 - 1e9 + 1, 1 << 62, 1e9 + 1} {
+		var w window
+		w.promote(10, false, false, false, ingressKey{}, 0)
+		now := int64(1_800_000_000) * 1e9
+		r := flow.Record{Received: now, End: now, Start: now - dur, Packets: 100, Bytes: 10_000, Has: flow.HasStart | flow.HasEnd}
+		if r.Start >= r.End {
+			r.Start, r.End = math.MinInt64+1, math.MinInt64+1+dur // keep End - Start = dur without overflow
+		}
+		var c share
+		c.set(&r, 1, 0, 0)
+		if c.secs < 1 {
+			t.Fatalf("duration %d: %d seconds", dur, c.secs)
+		}
+		w.add(&r, &c)
+		if _, pps, _, _ := w.totals(now + 5e8); pps < 0 || math.IsNaN(pps) {
+			t.Errorf("duration %d: %.3f pps", dur, pps)
+		}
+	}
+}
