@@ -544,7 +544,7 @@ func (d *Detector) processDirect(recs []flow.Record, noNets bool) {
 			}
 			if transit {
 				if w.detail != nil {
-					w.ingress.add(c.ingress, r.Exporter, r.InIf, c.by, c.pk)
+					w.addTransit(r, &c)
 				}
 				continue
 			}
@@ -620,7 +620,7 @@ func (d *Detector) count(recs []flow.Record, hits []hit, i int, c *counting) {
 	}
 	if h.transit {
 		if w.detail != nil {
-			w.ingress.add(c.share.ingress, r.Exporter, r.InIf, c.share.by, c.share.pk)
+			w.addTransit(r, &c.share)
 		}
 		return
 	}

@@ -1,7 +1,11 @@
 package detector
 
 import (
+	"cmp"
+	"math"
 	"net/netip"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -351,26 +355,39 @@ func TestReload(t *testing.T) {
 }
 
 // TestTransitCountsOnce: a flood that enters at the edge and crosses a core router is
-// reported by both; its rate counts once, and both appear in the traceback.
+// reported by both; its rate counts once, and both appear in the traceback with equal
+// shares, also when the flood is fast enough for its window to sample the ingress.
 func TestTransitCountsOnce(t *testing.T) {
-	cfg := testConfig()
-	core := netip.MustParseAddr("127.0.0.21")
-	cfg.Exporters = append(cfg.Exporters, Exporter{Address: core, Name: "core1", Interfaces: map[uint32]Interface{20: {Name: "Hu0/2/0/0", Role: "internal"}}})
-	d, events := newTestDetector(t, cfg)
-	flood := stream{dst: victim, exporter: edge1, inIf: 3, proto: flow.ProtoTCP, flags: flow.FlagSYN,
-		dport: 80, flowsPerSec: 3000, pkts: 1, bytesPerPk: 40, randomSrc: true}
-	seen := flood
-	seen.exporter, seen.inIf = core, 20
-	run(d, 5, func(int) []stream { return []stream{flood, seen} })
-	if len(*events) == 0 {
-		t.Fatal("no anomaly")
-	}
-	a := (*events)[len(*events)-1].Anomaly
-	if a.Observed.PPS > 3300 || a.Observed.PPS < 2700 {
-		t.Errorf("observed %.0f pps, want about 3000: the core router's copy counted again", a.Observed.PPS)
-	}
-	if len(a.Traceback) != 2 {
-		t.Errorf("traceback %+v, want the edge and the core", a.Traceback)
+	for _, fps := range []int{3000, 24000} {
+		t.Run(strconv.Itoa(fps), func(t *testing.T) {
+			cfg := testConfig()
+			core := netip.MustParseAddr("127.0.0.21")
+			cfg.Exporters = append(cfg.Exporters, Exporter{Address: core, Name: "core1", Interfaces: map[uint32]Interface{20: {Name: "Hu0/2/0/0", Role: "internal"}}})
+			d, events := newTestDetector(t, cfg)
+			flood := stream{dst: victim, exporter: edge1, inIf: 3, proto: flow.ProtoTCP, flags: flow.FlagSYN,
+				dport: 80, flowsPerSec: fps, pkts: 1, bytesPerPk: 40, randomSrc: true}
+			seen := flood
+			seen.exporter, seen.inIf = core, 20
+			// The two routers' records arrive interleaved, as they would at a collector.
+			var seq uint32
+			for sec := 0; sec < 5; sec++ {
+				now := t0 + int64(sec)*int64(time.Second)
+				d.Evaluate(now)
+				recs := append(flood.second(now, &seq), seen.second(now, &seq)...)
+				slices.SortStableFunc(recs, func(a, b flow.Record) int { return cmp.Compare(a.Received, b.Received) })
+				d.Process(recs)
+			}
+			if len(*events) == 0 {
+				t.Fatal("no anomaly")
+			}
+			a := (*events)[len(*events)-1].Anomaly
+			if want := float64(fps); a.Observed.PPS > want*1.1 || a.Observed.PPS < want*0.9 {
+				t.Errorf("observed %.0f pps, want about %.0f: the core router's copy counted again", a.Observed.PPS, want)
+			}
+			if len(a.Traceback) != 2 || math.Abs(a.Traceback[0].Share-0.5) > 0.1 {
+				t.Errorf("traceback %+v, want the edge and the core at about half each", a.Traceback)
+			}
+		})
 	}
 }
 

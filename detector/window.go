@@ -294,9 +294,7 @@ func (w *window) add(r *flow.Record, c *share) {
 	if w.episodeStart == 0 {
 		w.episodeStart = c.received
 	}
-	if c.rnd < w.ingressBelow {
-		w.ingress.add(c.ingress, r.Exporter, r.InIf, c.by*w.ingressEvery, c.pk*w.ingressEvery)
-	}
+	w.addIngress(r, c)
 	if w.srcs != nil {
 		w.srcs.add(hashAddr(r.SrcAddr))
 	}
@@ -307,6 +305,18 @@ func (w *window) add(r *flow.Record, c *share) {
 		w.dports.add(mix64(uint64(r.DstPort) | uint64(r.Proto)<<16))
 	}
 }
+
+// addIngress counts where a flow came in, or one in ingressEvery flows scaled up.
+func (w *window) addIngress(r *flow.Record, c *share) {
+	if c.rnd < w.ingressBelow {
+		w.ingress.add(c.ingress, r.Exporter, r.InIf, c.by*w.ingressEvery, c.pk*w.ingressEvery)
+	}
+}
+
+// addTransit counts a transit sighting of a flow (the same traffic reported again inside
+// the network): for the traceback only, sampled as the window's other flows are, so that
+// the shares of edge and transit points stay comparable.
+func (w *window) addTransit(r *flow.Record, c *share) { w.addIngress(r, c) }
 
 // addLight counts a flow's share of the current second. It writes nothing outside the
 // window's first cache line.
