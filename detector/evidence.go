@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"slices"
 	"strconv"
+	"time"
 
 	"github.com/flowhound/flowhound/flow"
 )
@@ -32,6 +33,8 @@ type evidenceRing struct {
 	below uint64 // keep a flow when the next random number is below this
 	rnd   uint64 // xorshift state, fixed at start so that replay repeats
 	seen  uint64 // matched flows offered to the ring
+	// turnedAt is when the records last started a turn of the ring (a flow's arrival).
+	turnedAt int64
 }
 
 // ringRef says that record rec (a sequence number into recs) went into window w. A
@@ -65,8 +68,12 @@ func (r *evidenceRing) sample() (bool, uint64) {
 // pace sets the sampling for a rate of matched flows a second: the ring keeps about a
 // second of them.
 func (r *evidenceRing) pace(rate float64) {
-	r.every = uint64(max(1, min(math.Ceil(rate/float64(len(r.recs))), maxEvery)))
-	r.below = math.MaxUint64 / r.every
+	r.setEvery(uint64(max(1, min(math.Ceil(rate/float64(len(r.recs))), maxEvery))))
+}
+
+func (r *evidenceRing) setEvery(n uint64) {
+	r.every = n
+	r.below = math.MaxUint64 / n
 }
 
 // maxEvery bounds the sampling interval, so that even at tens of millions of flows a second a
@@ -75,6 +82,15 @@ const maxEvery = 1024
 
 // record copies a flow into the ring and returns its sequence number.
 func (r *evidenceRing) record(rec *flow.Record) uint64 {
+	if r.rseq&r.rmask == 0 {
+		// A turn of the ring in less than half a second (a flood, or the first second
+		// before any evaluation set the pace): keep half as many from now on, rather than
+		// wait for the next evaluation with a ring that holds too short a time.
+		if r.rseq > 0 && rec.Received-r.turnedAt < int64(time.Second)/2 && r.every < maxEvery {
+			r.setEvery(r.every * 2)
+		}
+		r.turnedAt = rec.Received
+	}
 	r.recs[r.rseq&r.rmask] = *rec
 	r.rseq++
 	return r.rseq - 1

@@ -145,3 +145,41 @@ func TestEvidenceSampled(t *testing.T) {
 		})
 	}
 }
+
+// TestEvidenceRingTurn feeds the ring faster than it can hold for half a second, with no
+// evaluation to set its pace: it keeps fewer flows as soon as a turn comes round too fast,
+// and then holds at least half a second of them.
+func TestEvidenceRingTurn(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		perSecond int
+		wantEvery uint64
+	}{
+		{"slow", 20_000, 1},
+		{"fast", 100_000, 2},
+		{"flood", 1_000_000, 16},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newEvidenceRing(1 << 17)
+			step := int64(time.Second) / int64(tc.perSecond)
+			var newest int64
+			for i := range 4 * tc.perSecond {
+				rec := flow.Record{Received: t0 + int64(i)*step}
+				if ok, _ := r.sample(); ok {
+					r.record(&rec)
+					newest = rec.Received
+				}
+			}
+			if r.every != tc.wantEvery {
+				t.Errorf("keeps one flow in %d, want %d", r.every, tc.wantEvery)
+			}
+			oldest := r.recs[r.rseq&r.rmask].Received // the next to be overwritten
+			if r.rseq < uint64(len(r.recs)) {
+				oldest = r.recs[0].Received
+			}
+			if span := time.Duration(newest - oldest); span < time.Second/2 {
+				t.Errorf("the ring holds %v of flows, want half a second at least", span)
+			}
+		})
+	}
+}
