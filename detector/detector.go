@@ -370,9 +370,9 @@ func (d *Detector) process(recs []flow.Record) {
 
 // processChunk finds and counts a chunk's flows into their windows. While the detector's
 // resources fit in a core's cache it does so flow by flow. Past that (a million hosts)
-// nearly every step from a flow to its window (the table slot, the resource's state, the
-// window) is a cache miss, and a loop that goes from flow to window at once waits for each
-// miss in turn; so the chunk goes through in passes instead, each taking one step for the
+// nearly every step from a flow to its window (the table slot with the resource's state,
+// then the window) is a cache miss, and a loop that goes from flow to window at once waits
+// for each miss in turn; so the chunk goes through in passes instead, each taking one step for the
 // whole chunk and reading what the next pass will need, which lets the processor fetch
 // dozens of lines at the same time; the last pass counts the flows from cache. A chunk
 // is small enough for what it touches to stay in the core's cache between the passes.
@@ -554,7 +554,7 @@ func (d *Detector) processDirect(recs []flow.Record, noNets bool) {
 	d.processed.Add(len(recs))
 }
 
-// findState finds (or adds) the resource state of hits[i].
+// findState finds (or adds) the table slot, and so the resource state, of hits[i].
 func (d *Detector) findState(hits []hit, i int) {
 	h := &hits[i]
 	switch {
@@ -642,7 +642,7 @@ type hit struct {
 	hash    uint64
 	w       *window
 	rec     int32
-	state   int32
+	state   int32 // table slot while the chunk runs; -1 for a window from the memo
 	group   int32
 	rule    uint16
 	transit bool
