@@ -543,8 +543,9 @@ func (d *Detector) processDirect(recs []flow.Record, noNets bool) {
 				d.ring.push(w, recID, transit)
 			}
 			if transit {
+				// A transit sighting counts for the traceback only, sampled alike.
 				if w.detail != nil {
-					w.addTransit(r, &c)
+					w.addIngress(r, &c)
 				}
 				continue
 			}
@@ -619,8 +620,9 @@ func (d *Detector) count(recs []flow.Record, hits []hit, i int, c *counting) {
 		d.ring.push(w, c.recID, h.transit)
 	}
 	if h.transit {
+		// A transit sighting counts for the traceback only, sampled alike.
 		if w.detail != nil {
-			w.addTransit(r, &c.share)
+			w.addIngress(r, &c.share)
 		}
 		return
 	}

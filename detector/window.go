@@ -313,11 +313,6 @@ func (w *window) addIngress(r *flow.Record, c *share) {
 	}
 }
 
-// addTransit counts a transit sighting of a flow (the same traffic reported again inside
-// the network): for the traceback only, sampled as the window's other flows are, so that
-// the shares of edge and transit points stay comparable.
-func (w *window) addTransit(r *flow.Record, c *share) { w.addIngress(r, c) }
-
 // addLight counts a flow's share of the current second. It writes nothing outside the
 // window's first cache line.
 func (w *window) addLight(c *share) {
