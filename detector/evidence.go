@@ -16,12 +16,13 @@ import (
 //
 // The ring holds about a second of matched flows: above as many flows a second as it has
 // records, it keeps each with probability 1/every (the detector sets it from the rate at
-// each evaluation). At random, not every n-th: exporters send records in fixed patterns
-// (so many per datagram, routers in turn), and a fixed stride can fall in step with one
-// and miss a flood's records altogether. A flood's characterization and a promoted window's first traceback
-// are then a sample of the whole last second rather than all of its last milliseconds,
-// and the copies, the ring's largest cost per flow (a record is three cache lines, written
-// to memory the caches do not hold), do not grow with the rate.
+// each evaluation, and a turn of the ring that comes round too fast halves it at once).
+// At random, not every n-th: exporters send records in fixed patterns (so many per
+// datagram, routers in turn), and a fixed stride can fall in step with one and miss a
+// flood's records altogether. A flood's characterization and a promoted window's first
+// traceback are then a sample of the whole last second rather than all of its last
+// milliseconds, and the copies, the ring's largest cost per flow (a record is three cache
+// lines, written to memory the caches do not hold), do not grow with the rate.
 type evidenceRing struct {
 	recs  []flow.Record
 	rmask uint64
